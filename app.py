@@ -1,0 +1,5 @@
+"""Entry point for `flask --app app run` and `gunicorn app:app`."""
+
+from dashboard import create_app
+
+app = create_app()

@@ -1,0 +1,111 @@
+"""Database tables as typed SQLAlchemy models."""
+
+from datetime import UTC, datetime
+from typing import ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names keep Alembic's batch migrations on SQLite predictable.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as UTC and always read back timezone-aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        """Convert to naive UTC for storage (SQLite keeps no zone)."""
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value, dialect):
+        """Mark a stored value as UTC."""
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    """The current time in UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base carrying the naming convention."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Delivery(Base):
+    """One callback Z-API sent us, with its raw body and the fields we search on."""
+
+    __tablename__ = "deliveries"
+    # AUTOINCREMENT: ids are the live feed's cursor, so SQLite must never reuse one.
+    __table_args__: ClassVar = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # SHA-256 of the canonical JSON: a repeat of the same callback hits this unique key.
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    receive_count: Mapped[int] = mapped_column(Integer, default=1)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(255))
+    phone: Mapped[str | None] = mapped_column(String(255))
+    message_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    zaap_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    momment: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str | None] = mapped_column(String(255))
+    is_group: Mapped[bool | None] = mapped_column()
+    participant: Mapped[str | None] = mapped_column(String(255))
+    raw: Mapped[str] = mapped_column(Text)
+
+    status_ids: Mapped[list["StatusMessageId"]] = relationship(
+        back_populates="delivery", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class StatusMessageId(Base):
+    """One entry of a MessageStatusCallback's ``ids[]``: the message that status is about."""
+
+    __tablename__ = "status_message_ids"
+
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True
+    )
+    message_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
+
+    delivery: Mapped[Delivery] = relationship(back_populates="status_ids")
+
+
+class RejectedRequest(Base):
+    """A request with the right webhook token whose body we could not accept."""
+
+    __tablename__ = "rejected_requests"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    status_code: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    # Raw bytes, cut at the body size limit: exactly what was sent, for an admin to inspect.
+    body: Mapped[bytes] = mapped_column(LargeBinary)

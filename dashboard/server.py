@@ -1,0 +1,69 @@
+"""The production server: gunicorn with threaded workers, serving create_app()."""
+
+import os
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
+
+from .logs import protect
+
+# Sized for a 1-2 core VPS: two workers so a restart or a stuck request never takes the
+# whole site down, and enough threads per worker that 50 open dashboards, each holding a
+# live socket, still leave threads free for Z-API's webhook calls.
+DEFAULT_WORKERS = 2
+DEFAULT_THREADS = 64
+
+
+class RedactingLogger(Logger):
+    """Gunicorn's logger, with webhook tokens removed from access and error lines."""
+
+    def setup(self, cfg):
+        """Configure as gunicorn does, then add the redacting filter."""
+        super().setup(cfg)
+        protect(self.access_log)
+        protect(self.error_log)
+
+
+class DashboardServer(BaseApplication):
+    """Runs gunicorn in this process with settings given in code, not a config file."""
+
+    def __init__(self, options: dict):
+        self.options = options
+        super().__init__()
+
+    def load_config(self):
+        """Apply our settings to gunicorn's configuration."""
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        """Build the app in each worker (not in the master), so threads start after fork."""
+        from . import create_app
+
+        return create_app()
+
+
+def server_options(host: str, port: int, workers: int, threads: int) -> dict:
+    """Gunicorn settings for ``zapi-dashboard serve``."""
+    return {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "logger_class": RedactingLogger,
+        "accesslog": "-",
+        "errorlog": "-",
+        # Several dashboards on one machine would fight over gunicorn's shared default
+        # control socket path; we do not use the control interface, so turn it off.
+        "control_socket_disable": True,
+        # Slow clients and sleeping laptops must not hold a worker hostage forever.
+        "timeout": 60,
+        "graceful_timeout": 20,
+        "keepalive": 5,
+        "forwarded_allow_ips": os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+    }
+
+
+def run(options: dict) -> None:
+    """Start gunicorn and block until it exits."""
+    DashboardServer(options).run()

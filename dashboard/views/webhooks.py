@@ -1,0 +1,58 @@
+"""The endpoint Z-API posts every callback to."""
+
+import hmac
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import deliveries, payloads
+from ..errors import json_error
+from ..extensions import callback_writer, db
+from ..writer import StorageUnavailable
+
+bp = Blueprint("webhooks", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.post("/webhooks/<token>", provide_automatic_options=False)
+def receive(token: str):
+    """Store one callback and answer only once it is committed."""
+    expected = current_app.config["WEBHOOK_TOKEN"].encode()
+    if not hmac.compare_digest(token.encode(), expected):
+        return json_error(404, "Not found.")
+
+    limit = current_app.config["MAX_WEBHOOK_BODY"]
+    # Read one byte past the limit, never more: enough to tell an oversize body.
+    body = request.stream.read(limit + 1)
+    if (request.content_length or 0) > limit or len(body) > limit:
+        response = _reject(413, f"The body is larger than {limit // 1024} KiB.", body[:limit])
+        # The rest of the body is still on the wire; closing beats reading it.
+        response.headers["Connection"] = "close"
+        return response
+    if not request.is_json:
+        return _reject(
+            415,
+            f"Content-Type must be application/json, not {request.mimetype or 'missing'}.",
+            body,
+        )
+    try:
+        callback = payloads.parse(body)
+    except payloads.InvalidCallback as exc:
+        return _reject(400, str(exc), body)
+
+    try:
+        recorded = callback_writer.store(callback, current_app.config["WRITE_TIMEOUT_SECONDS"])
+    except StorageUnavailable:
+        return json_error(503, "The callback could not be stored right now; please retry.")
+    return jsonify(id=recorded.id, duplicate=recorded.duplicate)
+
+
+def _reject(status: int, reason: str, body: bytes):
+    """Answer ``status`` and keep the request in the rejected-requests log."""
+    try:
+        with db.writing() as session:
+            deliveries.record_rejection(session, status, reason, request.content_type, body)
+    except Exception as exc:
+        # The sender still deserves its precise answer when the log cannot be written.
+        log.warning("Could not log a rejected webhook request: %s", getattr(exc, "orig", exc))
+    return json_error(status, reason)

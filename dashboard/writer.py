@@ -1,0 +1,90 @@
+"""Group commit: one writer thread per process stores the callbacks of concurrent requests.
+
+Committing each webhook request on its own makes every request thread queue for the
+database's write lock. Instead, requests hand their callback to this process's writer
+thread, which folds everything waiting into one transaction and releases each request
+only when the transaction holding its callback has committed.
+"""
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
+
+from sqlalchemy.orm import Session
+
+from . import deliveries
+from .deliveries import Recorded
+from .payloads import Callback
+
+log = logging.getLogger(__name__)
+
+# Large enough to absorb a burst, small enough to keep each write transaction short.
+MAX_BATCH = 256
+
+
+class StorageUnavailable(Exception):
+    """The callback could not be committed; the sender should retry later."""
+
+
+class BatchWriter:
+    """Stores callbacks in batches from a single background thread of this process."""
+
+    def __init__(self, open_write_session: Callable[[], AbstractContextManager[Session]]):
+        self._open_write_session = open_write_session
+        self._queue: queue.SimpleQueue[tuple[Callback, Future]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._owner_pid: int | None = None
+
+    def store(self, callback: Callback, timeout: float) -> Recorded:
+        """Block until ``callback`` is committed; raise StorageUnavailable if it cannot be."""
+        self._ensure_running()
+        future: Future[Recorded] = Future()
+        self._queue.put((callback, future))
+        try:
+            return future.result(timeout)
+        except TimeoutError as exc:
+            raise StorageUnavailable("the database did not commit in time") from exc
+        except Exception as exc:
+            raise StorageUnavailable(str(exc)) from exc
+
+    def _ensure_running(self) -> None:
+        # Threads do not survive fork, so each gunicorn worker starts its own writer.
+        if self._owner_pid == os.getpid():
+            return
+        with self._lock:
+            if self._owner_pid != os.getpid():
+                self._queue = queue.SimpleQueue()
+                threading.Thread(target=self._run, name="callback-writer", daemon=True).start()
+                self._owner_pid = os.getpid()
+
+    def _run(self) -> None:
+        pending = self._queue
+        while True:
+            batch = [pending.get()]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(pending.get_nowait())
+                except queue.Empty:
+                    break
+            if not self._commit(batch) and len(batch) > 1:
+                # One bad callback must not fail the others: retry them one by one.
+                for item in batch:
+                    self._commit([item])
+
+    def _commit(self, batch: list[tuple[Callback, Future]]) -> bool:
+        try:
+            with self._open_write_session() as session:
+                results = [deliveries.record(session, callback) for callback, _ in batch]
+        except Exception as exc:
+            # The driver's own error only: SQLAlchemy's message would repeat the row's values.
+            log.error("Could not store %d callback(s): %s", len(batch), getattr(exc, "orig", exc))
+            if len(batch) == 1:
+                batch[0][1].set_exception(exc)
+            return False
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
+        return True
