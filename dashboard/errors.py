@@ -4,7 +4,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 # Routes called by programs answer errors in JSON, whatever went wrong.
-JSON_PREFIXES = ("/webhooks/", "/api/", "/healthz")
+JSON_SECTIONS = {"webhooks", "api", "healthz"}
 
 
 def json_error(status: int, message: str) -> Response:
@@ -21,7 +21,7 @@ def register(app: Flask) -> None:
 
 
 def _handle_http_error(error: HTTPException):
-    if not request.path.startswith(JSON_PREFIXES):
+    if request.path.split("/")[1] not in JSON_SECTIONS:
         page = render_template("error.html", error=error)
         return page, error.code, _allow_header(error)
     response = json_error(error.code or 500, _sentence(error))

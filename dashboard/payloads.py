@@ -70,14 +70,14 @@ def parse(body: bytes) -> Callback:
         kind = _JSON_KINDS.get(type(payload), "value")
         raise InvalidCallback(f"The body must be a JSON object, not {kind}.")
     declared_type = payload.get("type")
-    if not isinstance(declared_type, str) or not declared_type.strip():
+    callback_type = _text(declared_type) if isinstance(declared_type, str) else None
+    if not callback_type or not callback_type.strip():
         raise InvalidCallback(
             'The JSON object has no "type" field; every Z-API callback names its type, '
             'e.g. "DeliveryCallback".'
         )
     if len(declared_type) > 64:
         raise InvalidCallback('The "type" field is longer than 64 characters.')
-    callback_type = _text(declared_type)
 
     is_status = callback_type == "MessageStatusCallback"
     return Callback(

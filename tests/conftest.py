@@ -1,0 +1,47 @@
+"""Shared fixtures: an app on a real SQLite file, and a real server in a subprocess."""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from dashboard import create_app
+from dashboard.extensions import db
+
+from .support import Server, start_server, stop_server
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Tests see only the DASHBOARD_* variables they set themselves."""
+    for name in list(os.environ):
+        if name.startswith("DASHBOARD_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def app(tmp_path):
+    """An app whose data dir (and SQLite file) is a fresh temporary folder."""
+    application = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data")})
+    yield application
+    db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client for ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def webhook_path(app):
+    """The app's webhook path, token included."""
+    return f"/webhooks/{app.config['WEBHOOK_TOKEN']}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    """One real server (gunicorn, 2 workers) shared by a test module."""
+    running = start_server(tmp_path_factory.mktemp("server"), "--workers", "2", "--threads", "8")
+    yield running
+    stop_server(running)

@@ -1,0 +1,137 @@
+"""Payload examples and helpers shared by the tests."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+SEED = {
+    "phone": "554499999999",
+    "zaapId": "A20DA9C0183A2D35A260F53F5D2B9244",
+    "messageId": "A20DA9C0183A2D35A260F53F5D2B9244",
+    "type": "DeliveryCallback",
+    "instanceId": "instance.id",
+}
+FAILED = {
+    "phone": "554499999999",
+    "messageId": "A20DA9C0183A2D35A260F53F5D2B9244",
+    "error": "Phone number does not exist",
+    "instanceId": "instance.id",
+    "zaapId": "A20DA9C0183A2D35A260F53F5D2B9244",
+    "momment": 1777494091684,
+    "type": "DeliveryCallback",
+}
+STATUS = {
+    "instanceId": "instance.id",
+    "status": "READ",
+    "ids": ["999999999999999999999", "888888888888888888888"],
+    "momment": 1632234645000,
+    "phoneDevice": 0,
+    "phone": "5544999999999",
+    "type": "MessageStatusCallback",
+    "isGroup": False,
+}
+TOKEN = "test-token-0123456789abcdefABCDEF"
+DEADLINE_SECONDS = 60
+
+
+def post_json(client, path, payload, **kwargs):
+    """POST ``payload`` as JSON through a Flask test client."""
+    return client.post(path, data=json.dumps(payload), content_type="application/json", **kwargs)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition, deadline=DEADLINE_SECONDS, message="condition"):
+    """Poll ``condition`` until it returns a truthy value or the deadline passes."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {deadline}s waiting for {message}")
+
+
+@dataclass
+class Server:
+    """A running ``zapi-dashboard serve`` subprocess."""
+
+    process: subprocess.Popen
+    base_url: str
+    data_dir: Path
+    log_path: Path
+
+    @property
+    def webhook_url(self) -> str:
+        """The full webhook URL, token included."""
+        return f"{self.base_url}/webhooks/{TOKEN}"
+
+    def log(self) -> str:
+        """Everything the server has printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def cli_command(*args: str) -> list[str]:
+    """The installed ``zapi-dashboard`` console script with ``args``."""
+    return [str(Path(sys.executable).with_name("zapi-dashboard")), *args]
+
+
+def start_server(data_dir: Path, *extra: str, env: dict | None = None) -> Server:
+    """Start ``zapi-dashboard serve`` on a free port and wait until /healthz answers."""
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "server.log"
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
+    environment = {
+        **inherited,
+        "DASHBOARD_DATA_DIR": str(data_dir),
+        "DASHBOARD_WEBHOOK_TOKEN": TOKEN,
+        **(env or {}),
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            cli_command("serve", "--port", str(port), *extra),
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", data_dir, log_path)
+
+    def healthy():
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early:\n{server.log()}")
+        try:
+            return requests.get(f"{server.base_url}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(healthy, message="the server to answer /healthz")
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def stop_server(server: Server) -> None:
+    """Stop the server and every worker it started."""
+    if server.process.poll() is None:
+        os.killpg(server.process.pid, 15)
+        try:
+            server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.process.pid, 9)
+            server.process.wait(timeout=30)

@@ -1,0 +1,80 @@
+import subprocess
+
+import requests
+from click.testing import CliRunner
+
+from dashboard.cli import main
+
+from .support import TOKEN, cli_command, start_server, stop_server
+
+
+def test_webhook_url_uses_the_public_url(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASHBOARD_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DASHBOARD_WEBHOOK_TOKEN", TOKEN)
+    monkeypatch.setenv("DASHBOARD_PUBLIC_URL", "https://dash.example.com/")
+    result = CliRunner().invoke(main, ["webhook-url"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"https://dash.example.com/webhooks/{TOKEN}"
+
+
+def test_webhook_url_without_public_url_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASHBOARD_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["webhook-url"])
+    assert result.exit_code == 0
+    token = (tmp_path / "webhook_token").read_text().strip()
+    assert f"http://127.0.0.1:8000/webhooks/{token}" in result.stdout
+    assert "DASHBOARD_PUBLIC_URL" in result.stderr
+
+
+def test_db_upgrade_reports_the_revision(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASHBOARD_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "Database is at revision 0001" in result.output
+
+
+def test_serve_refuses_a_bad_data_dir_with_one_clear_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = subprocess.run(
+        cli_command("serve", "--port", "1"),
+        env={"DASHBOARD_DATA_DIR": str(blocker / "data"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.startswith("Error: Cannot create the data directory")
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_refuses_a_short_token_with_one_clear_line(tmp_path):
+    result = subprocess.run(
+        cli_command("serve"),
+        env={"DASHBOARD_DATA_DIR": str(tmp_path), "DASHBOARD_WEBHOOK_TOKEN": "short"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "at least 22" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_two_servers_run_side_by_side_without_a_shared_control_socket(tmp_path):
+    # gunicorn's default control socket lives under $XDG_RUNTIME_DIR or $HOME.
+    (tmp_path / "home").mkdir()
+    home = {"HOME": str(tmp_path / "home"), "XDG_RUNTIME_DIR": str(tmp_path / "home")}
+    first = start_server(tmp_path / "one", "--workers", "1", "--threads", "4", env=home)
+    try:
+        second = start_server(tmp_path / "two", "--workers", "1", "--threads", "4", env=home)
+        try:
+            for server in (first, second):
+                assert requests.get(f"{server.base_url}/healthz", timeout=30).ok
+                assert "Control socket" not in server.log()
+            assert list(tmp_path.glob("home/**/*.ctl")) == []
+        finally:
+            stop_server(second)
+    finally:
+        stop_server(first)

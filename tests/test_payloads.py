@@ -1,0 +1,111 @@
+import json
+
+import pytest
+
+from dashboard.payloads import InvalidCallback, normalise_momment, parse
+
+from .support import FAILED, SEED, STATUS
+
+
+def body(payload) -> bytes:
+    return json.dumps(payload).encode()
+
+
+def test_seed_delivery_fields_are_extracted():
+    callback = parse(body(SEED))
+    assert callback.type == "DeliveryCallback"
+    assert callback.phone == "554499999999"
+    assert callback.message_id == SEED["messageId"]
+    assert callback.zaap_id == SEED["zaapId"]
+    assert callback.instance_id == "instance.id"
+    assert callback.error is None
+    assert callback.momment is None
+    assert json.loads(callback.raw) == SEED
+
+
+def test_failed_delivery_keeps_error_text_and_code():
+    callback = parse(body({**FAILED, "errorCode": "SHADOW_BAN"}))
+    assert callback.error == "Phone number does not exist"
+    assert callback.error_code == "SHADOW_BAN"
+    assert callback.momment == 1777494091684
+
+
+def test_status_callback_extracts_status_group_participant_and_ids():
+    callback = parse(body({**STATUS, "participant": "5544988887777", "isGroup": True}))
+    assert callback.status == "READ"
+    assert callback.is_group is True
+    assert callback.participant == "5544988887777"
+    assert callback.status_ids == ("999999999999999999999", "888888888888888888888")
+
+
+def test_status_ids_are_deduplicated_and_non_strings_dropped():
+    callback = parse(body({**STATUS, "ids": ["a", "a", None, {"x": 1}, "b"]}))
+    assert callback.status_ids == ("a", "b")
+
+
+def test_status_fields_are_ignored_on_other_types():
+    callback = parse(body({**SEED, "status": "READ", "ids": ["x"]}))
+    assert callback.status is None
+    assert callback.status_ids == ()
+
+
+def test_momment_in_seconds_becomes_milliseconds():
+    assert normalise_momment(1580163342) == 1580163342000
+    assert normalise_momment(1777494009341) == 1777494009341
+    assert normalise_momment(1580163342.5) == 1580163342500
+
+
+@pytest.mark.parametrize("value", ["1580163342", None, True, [1], float("nan"), float("inf")])
+def test_momment_that_is_not_a_number_is_left_out(value):
+    assert normalise_momment(value) is None
+
+
+def test_key_order_and_whitespace_do_not_change_the_dedup_key():
+    compact = json.dumps(SEED, separators=(",", ":")).encode()
+    spaced = json.dumps(dict(reversed(list(SEED.items()))), indent=4).encode()
+    assert parse(compact).dedup_key == parse(spaced).dedup_key
+
+
+def test_different_callbacks_have_different_dedup_keys():
+    assert parse(body(SEED)).dedup_key != parse(body(FAILED)).dedup_key
+
+
+def test_unknown_types_are_accepted_raw():
+    callback = parse(body({"type": "ProxyCallback", "instanceId": "X", "error": "proxy failed"}))
+    assert callback.type == "ProxyCallback"
+    assert callback.error == "proxy failed"
+
+
+def test_numbers_are_kept_as_digits_and_objects_left_in_raw_only():
+    callback = parse(body({"type": "DeliveryCallback", "phone": 5544999999999, "zaapId": {}}))
+    assert callback.phone == "5544999999999"
+    assert callback.zaap_id is None
+
+
+def test_long_and_unencodable_strings_are_made_safe_for_the_columns():
+    callback = parse(b'{"type": "X", "phone": "\\ud800\\u0000' + b"9" * 400 + b'"}')
+    assert len(callback.phone) == 255
+    assert "\x00" not in callback.phone
+    callback.phone.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "not valid JSON"),
+        (b"{", "not valid JSON"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"[1, 2]", "not an array"),
+        (b'"text"', "not a string"),
+        (b"null", "not null"),
+        (b"{}", 'no "type" field'),
+        (b'{"type": ""}', 'no "type" field'),
+        (b'{"type": 7}', 'no "type" field'),
+        (b'{"type": "' + b"x" * 65 + b'"}', "longer than 64"),
+        (b"[" * 100_000, "not valid JSON"),
+        (b'{"type": "X", "n": ' + b"9" * 5000 + b"}", "not valid JSON"),
+    ],
+)
+def test_unusable_bodies_are_refused_with_a_reason(raw, message):
+    with pytest.raises(InvalidCallback, match=message):
+        parse(raw)
