@@ -1,7 +1,11 @@
 """The database handle: one engine, sessions for reading and writing, SQLite pragmas."""
 
+import fcntl
+import os
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -21,6 +25,7 @@ class Database:
         self.engine: Engine | None = None
         self._reader: sessionmaker[Session] | None = None
         self._writer: sessionmaker[Session] | None = None
+        self._write_lock: WriteLock | None = None
 
     def init(self, url: str, sqlite_synchronous: str = "NORMAL") -> None:
         """Create the engine for ``url``; SQLite connections get their pragmas here."""
@@ -32,6 +37,9 @@ class Database:
         self._writer = sessionmaker(
             self.engine.execution_options(sqlite_begin="IMMEDIATE"), expire_on_commit=False
         )
+        database_file = self.engine.url.database if self.is_sqlite else None
+        has_file = database_file and database_file != ":memory:"
+        self._write_lock = WriteLock(Path(f"{database_file}.write-lock")) if has_file else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -47,8 +55,43 @@ class Database:
     @contextmanager
     def writing(self) -> Iterator[Session]:
         """A session whose transaction commits if the block succeeds, else rolls back."""
-        with self._writer.begin() as session:
+        lock = self._write_lock.held() if self._write_lock else nullcontext()
+        with lock, self._writer.begin() as session:
             yield session
+
+
+class WriteLock:
+    """Queues the writers of one SQLite file, across threads and processes, in the kernel.
+
+    SQLite's own busy handler makes a waiting writer sleep and retry, up to 100 ms a try,
+    so under load a request can wait long after the lock is free. A blocking ``flock`` wakes
+    the next writer the moment the lock is released.
+    """
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._fd_pid: int | None = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock for the duration of the block."""
+        with self._thread_lock:
+            fd = self._descriptor()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _descriptor(self) -> int:
+        # A descriptor inherited through fork shares its lock with the parent, so each
+        # process opens its own.
+        if self._fd_pid != os.getpid():
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._fd_pid = os.getpid()
+        return self._fd
 
 
 def open_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:

@@ -1,5 +1,7 @@
 """Stored callbacks: record and query them. Functions take a Session and never commit."""
 
+from collections import Counter
+from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -20,27 +22,60 @@ class Recorded(NamedTuple):
     duplicate: bool
 
 
-def record(session: Session, callback: Callback) -> Recorded:
-    """Store ``callback`` once; a repeat only counts one more receipt of the existing row."""
-    upsert = _UPSERT_INSERTS[session.get_bind().dialect.name]
+def record(session: Session, callbacks: Sequence[Callback]) -> list[Recorded]:
+    """Store each callback once; a repeat only counts one more receipt of the stored row.
+
+    The whole batch costs three statements however many callbacks it holds: one
+    multi-row upsert, one select of the resulting ids, one insert of new status ids.
+    """
+    if not callbacks:
+        return []
     table = Delivery.__table__
-    statement = (
-        upsert(table)
-        .values(**callback.columns(), received_at=utcnow(), receive_count=1)
-        .on_conflict_do_update(
-            index_elements=[table.c.dedup_key],
-            set_={"receive_count": table.c.receive_count + 1},
+    # Fold repeats within the batch into one row each: PostgreSQL refuses to upsert the
+    # same key twice in one statement.
+    repeats = Counter(callback.dedup_key for callback in callbacks)
+    firsts: dict[str, Callback] = {}
+    for callback in callbacks:
+        firsts.setdefault(callback.dedup_key, callback)
+    now = utcnow()
+    rows = [
+        {**callback.columns(), "received_at": now, "receive_count": repeats[key]}
+        for key, callback in firsts.items()
+    ]
+    session.execute(_upsert_statement(session), rows)
+    stored = {
+        row.dedup_key: row
+        for row in session.execute(
+            select(table.c.id, table.c.dedup_key, table.c.receive_count).where(
+                table.c.dedup_key.in_(firsts)
+            )
         )
-        .returning(table.c.id, table.c.receive_count)
+    }
+    # We hold the write lock, so every receipt beyond this batch's came before it.
+    new_keys = {key for key in firsts if stored[key].receive_count == repeats[key]}
+    status_rows = [
+        {"delivery_id": stored[key].id, "message_id": message_id}
+        for key in new_keys
+        for message_id in firsts[key].status_ids
+    ]
+    if status_rows:
+        session.execute(insert(StatusMessageId.__table__), status_rows)
+
+    results, seen = [], set()
+    for callback in callbacks:
+        key = callback.dedup_key
+        results.append(Recorded(stored[key].id, key in seen or key not in new_keys))
+        seen.add(key)
+    return results
+
+
+def _upsert_statement(session: Session):
+    table = Delivery.__table__
+    upsert = _UPSERT_INSERTS[session.get_bind().dialect.name](table)
+    return upsert.on_conflict_do_update(
+        index_elements=[table.c.dedup_key],
+        set_={"receive_count": table.c.receive_count + upsert.excluded.receive_count},
     )
-    row = session.execute(statement).one()
-    duplicate = row.receive_count > 1
-    if not duplicate and callback.status_ids:
-        session.execute(
-            insert(StatusMessageId.__table__),
-            [{"delivery_id": row.id, "message_id": item} for item in callback.status_ids],
-        )
-    return Recorded(row.id, duplicate)
 
 
 def record_rejection(

@@ -78,7 +78,7 @@ class BatchWriter:
     def _commit(self, batch: list[tuple[Callback, Future]]) -> bool:
         try:
             with self._open_write_session() as session:
-                results = [deliveries.record(session, callback) for callback, _ in batch]
+                results = deliveries.record(session, [callback for callback, _ in batch])
         except Exception as exc:
             # The driver's own error only: SQLAlchemy's message would repeat the row's values.
             log.error("Could not store %d callback(s): %s", len(batch), getattr(exc, "orig", exc))

@@ -45,7 +45,8 @@ def pg_app(tmp_path):
 
 def store(payload):
     with db.writing() as session:
-        return deliveries.record(session, parse(json.dumps(payload).encode()))
+        (recorded,) = deliveries.record(session, [parse(json.dumps(payload).encode())])
+    return recorded
 
 
 def test_callbacks_are_stored_once_on_postgres(pg_app):

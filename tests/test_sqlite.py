@@ -96,7 +96,7 @@ def test_fifty_threads_writing_own_transactions_are_never_locked_out(app):
         with db.writing() as session:
             # Read before writing: safe only because the transaction began IMMEDIATE.
             session.scalar(select(func.count()).select_from(Delivery))
-            deliveries.record(session, callback(index, "direct-"))
+            deliveries.record(session, [callback(index, "direct-")])
 
     assert run_in_threads(write) == []
     with db.reading() as session:

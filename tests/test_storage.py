@@ -13,7 +13,13 @@ from .support import FAILED, SEED, STATUS
 
 def store(payload):
     with db.writing() as session:
-        return deliveries.record(session, parse(json.dumps(payload).encode()))
+        (recorded,) = deliveries.record(session, [parse(json.dumps(payload).encode())])
+    return recorded
+
+
+def store_batch(payloads):
+    with db.writing() as session:
+        return deliveries.record(session, [parse(json.dumps(p).encode()) for p in payloads])
 
 
 def count(model):
@@ -44,6 +50,21 @@ def test_a_repeat_stores_nothing_new_and_counts_the_receipt(app):
     assert count(Delivery) == 1
     with db.reading() as session:
         assert session.get(Delivery, first.id).receive_count == 2
+
+
+def test_repeats_within_one_batch_are_folded(app):
+    (existing,) = store_batch([SEED])
+    batch = [FAILED, SEED, FAILED, STATUS, FAILED]
+    results = store_batch(batch)
+    ids = [result.id for result in results]
+    assert ids[0] == ids[2] == ids[4] != ids[3]
+    assert ids[1] == existing.id
+    assert [result.duplicate for result in results] == [False, True, True, False, True]
+    assert count(Delivery) == 3
+    with db.reading() as session:
+        assert session.get(Delivery, ids[0]).receive_count == 3
+        assert session.get(Delivery, existing.id).receive_count == 2
+        assert session.get(Delivery, ids[0]).id < session.get(Delivery, ids[3]).id
 
 
 def test_status_ids_go_to_the_child_table_once(app):

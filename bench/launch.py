@@ -1,0 +1,56 @@
+"""Run one benchmark server, bare or dashboard, with ``zapi-dashboard serve``'s gunicorn setup.
+
+Usage: python bench/launch.py {bare,dashboard} --port P --workers N --threads N
+
+Both servers get their settings from ``dashboard.server.server_options`` and run through
+``DashboardServer``'s configuration path, so the only difference between them is the app.
+"""
+
+import argparse
+
+from dashboard import create_app, server
+from dashboard.extensions import db
+
+
+class BareServer(server.DashboardServer):
+    """The dashboard's gunicorn application, serving the bare Flask app instead."""
+
+    def load(self):
+        """Build the bare app in each worker, as DashboardServer builds the real one."""
+        from bare_app import create_bare_app  # bench/ is on sys.path: this script lives there
+
+        return create_bare_app()
+
+
+def benchmark_options(port: int, workers: int, threads: int) -> dict:
+    """The ``serve`` settings on 127.0.0.1, with the access log turned off."""
+    options = server.server_options("127.0.0.1", port, workers, threads)
+    # The access log is off for both servers alike: one formatted line written per request
+    # is a fixed cost that would dwarf the bare app's empty handler and blur the comparison
+    # of the two apps (more so when the log goes to a pipe, as under systemd).
+    options["accesslog"] = None
+    return options
+
+
+def main() -> None:
+    """Parse the arguments and run the chosen server until it is signalled to stop."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("app", choices=("bare", "dashboard"))
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=server.DEFAULT_WORKERS)
+    parser.add_argument("--threads", type=int, default=server.DEFAULT_THREADS)
+    args = parser.parse_args()
+
+    options = benchmark_options(args.port, args.workers, args.threads)
+    if args.app == "bare":
+        BareServer(options).run()
+        return
+    # As `zapi-dashboard serve` does: validate and migrate once in the master, then let
+    # each worker open its own connections.
+    create_app()
+    db.engine.dispose()
+    server.run(options)
+
+
+if __name__ == "__main__":
+    main()
