@@ -3,9 +3,10 @@
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Executable, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -30,7 +31,6 @@ def record(session: Session, callbacks: Sequence[Callback]) -> list[Recorded]:
     """
     if not callbacks:
         return []
-    table = Delivery.__table__
     # Fold repeats within the batch into one row each: PostgreSQL refuses to upsert the
     # same key twice in one statement.
     repeats = Counter(callback.dedup_key for callback in callbacks)
@@ -42,14 +42,12 @@ def record(session: Session, callbacks: Sequence[Callback]) -> list[Recorded]:
         {**callback.columns(), "received_at": now, "receive_count": repeats[key]}
         for key, callback in firsts.items()
     ]
-    session.execute(_upsert_statement(session), rows)
+    statements = _write_statements(session.get_bind().dialect.name)
+    connection = session.connection()
+    connection.execute(statements.upsert, rows)
     stored = {
         row.dedup_key: row
-        for row in session.execute(
-            select(table.c.id, table.c.dedup_key, table.c.receive_count).where(
-                table.c.dedup_key.in_(firsts)
-            )
-        )
+        for row in connection.execute(statements.find_by_keys, {"keys": list(firsts)})
     }
     # We hold the write lock, so every receipt beyond this batch's came before it.
     new_keys = {key for key in firsts if stored[key].receive_count == repeats[key]}
@@ -59,7 +57,7 @@ def record(session: Session, callbacks: Sequence[Callback]) -> list[Recorded]:
         for message_id in firsts[key].status_ids
     ]
     if status_rows:
-        session.execute(insert(StatusMessageId.__table__), status_rows)
+        connection.execute(statements.insert_status_ids, status_rows)
 
     results, seen = [], set()
     for callback in callbacks:
@@ -69,12 +67,26 @@ def record(session: Session, callbacks: Sequence[Callback]) -> list[Recorded]:
     return results
 
 
-def _upsert_statement(session: Session):
+class _WriteStatements(NamedTuple):
+    upsert: Executable
+    find_by_keys: Executable
+    insert_status_ids: Executable
+
+
+@cache
+def _write_statements(dialect_name: str) -> _WriteStatements:
+    # Built once: constructing these per batch costs more than executing them.
     table = Delivery.__table__
-    upsert = _UPSERT_INSERTS[session.get_bind().dialect.name](table)
-    return upsert.on_conflict_do_update(
-        index_elements=[table.c.dedup_key],
-        set_={"receive_count": table.c.receive_count + upsert.excluded.receive_count},
+    upsert = _UPSERT_INSERTS[dialect_name](table)
+    return _WriteStatements(
+        upsert=upsert.on_conflict_do_update(
+            index_elements=[table.c.dedup_key],
+            set_={"receive_count": table.c.receive_count + upsert.excluded.receive_count},
+        ),
+        find_by_keys=select(table.c.id, table.c.dedup_key, table.c.receive_count).where(
+            table.c.dedup_key.in_(bindparam("keys", expanding=True))
+        ),
+        insert_status_ids=insert(StatusMessageId.__table__),
     )
 
 

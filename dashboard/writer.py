@@ -11,7 +11,6 @@ import os
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from contextlib import AbstractContextManager
 
 from sqlalchemy.orm import Session
@@ -30,26 +29,43 @@ class StorageUnavailable(Exception):
     """The callback could not be committed; the sender should retry later."""
 
 
+class _Pending:
+    """One callback waiting for its batch; a plain lock is the cheapest way to wake a thread."""
+
+    __slots__ = ("callback", "done", "error", "result")
+
+    def __init__(self, callback: Callback):
+        self.callback = callback
+        self.result: Recorded | None = None
+        self.error: Exception | None = None
+        self.done = threading.Lock()
+        self.done.acquire()  # released by the writer once the outcome is known
+
+    def finish(self, result: Recorded | None = None, error: Exception | None = None) -> None:
+        """Record the outcome and wake the waiting request."""
+        self.result, self.error = result, error
+        self.done.release()
+
+
 class BatchWriter:
     """Stores callbacks in batches from a single background thread of this process."""
 
     def __init__(self, open_write_session: Callable[[], AbstractContextManager[Session]]):
         self._open_write_session = open_write_session
-        self._queue: queue.SimpleQueue[tuple[Callback, Future]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._owner_pid: int | None = None
 
     def store(self, callback: Callback, timeout: float) -> Recorded:
         """Block until ``callback`` is committed; raise StorageUnavailable if it cannot be."""
         self._ensure_running()
-        future: Future[Recorded] = Future()
-        self._queue.put((callback, future))
-        try:
-            return future.result(timeout)
-        except TimeoutError as exc:
-            raise StorageUnavailable("the database did not commit in time") from exc
-        except Exception as exc:
-            raise StorageUnavailable(str(exc)) from exc
+        pending = _Pending(callback)
+        self._queue.put(pending)
+        if not pending.done.acquire(timeout=timeout):
+            raise StorageUnavailable("the database did not commit in time")
+        if pending.error is not None:
+            raise StorageUnavailable(str(pending.error)) from pending.error
+        return pending.result
 
     def _ensure_running(self) -> None:
         # Threads do not survive fork, so each gunicorn worker starts its own writer.
@@ -75,16 +91,16 @@ class BatchWriter:
                 for item in batch:
                     self._commit([item])
 
-    def _commit(self, batch: list[tuple[Callback, Future]]) -> bool:
+    def _commit(self, batch: list[_Pending]) -> bool:
         try:
             with self._open_write_session() as session:
-                results = deliveries.record(session, [callback for callback, _ in batch])
+                results = deliveries.record(session, [pending.callback for pending in batch])
         except Exception as exc:
             # The driver's own error only: SQLAlchemy's message would repeat the row's values.
             log.error("Could not store %d callback(s): %s", len(batch), getattr(exc, "orig", exc))
             if len(batch) == 1:
-                batch[0][1].set_exception(exc)
+                batch[0].finish(error=exc)
             return False
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+        for pending, result in zip(batch, results, strict=True):
+            pending.finish(result)
         return True
