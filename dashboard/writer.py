@@ -10,6 +10,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -81,6 +82,7 @@ class BatchWriter:
         pending = self._queue
         while True:
             batch = [pending.get()]
+            time.sleep(0)  # let request threads already parsing a callback join this batch
             while len(batch) < MAX_BATCH:
                 try:
                     batch.append(pending.get_nowait())
