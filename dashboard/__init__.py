@@ -6,15 +6,18 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import config, errors, logs, migrate
+from . import auth, config, errors, i18n, logs, migrate, navigation, security
 from .config import ConfigError
-from .extensions import db
+from .extensions import babel, csrf, db
 from .paths import resource_dir
-from .views import health, webhooks
+from .views import account, feed, health, users, webhooks
+from .views import auth as auth_views
+
+BLUEPRINTS = (webhooks.bp, health.bp, auth_views.bp, feed.bp, users.bp, account.bp)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """Build the application: configuration, database, logging, error pages, blueprints."""
+    """Build the application: configuration, database, security, languages, blueprints."""
     app = Flask(
         __name__,
         template_folder=resource_dir("templates"),
@@ -24,8 +27,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     _open_database(app)
     for logger in (app.logger, logging.getLogger("werkzeug")):
         logs.protect(logger)
+    security.init(app)
+    csrf.init_app(app)
+    csrf.exempt(webhooks.bp)  # Z-API authenticates with the secret in the URL, not a cookie
+    auth.init(app)
+    i18n.init(app, babel)
+    navigation.init(app)
     errors.register(app)
-    for blueprint in (webhooks.bp, health.bp):
+    for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app
 

@@ -4,7 +4,7 @@ import click
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import create_app, migrate, server
+from . import accounts, create_app, migrate, server
 from .config import ConfigError
 from .extensions import db
 
@@ -48,7 +48,6 @@ def main() -> None:
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Apply migrations and run the production server (gunicorn)."""
     app = _app()  # validates the configuration and migrates before any worker starts
-    db.engine.dispose()  # workers open their own connections
     local = f"http://{host}:{port}"
     click.echo(f"zapi-dashboard listening on {local}")
     click.echo(f"Z-API webhook URL (keep it secret): {webhook_url(app, local)}")
@@ -57,6 +56,17 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             "Set DASHBOARD_PUBLIC_URL to the https address Z-API reaches to get the "
             "public webhook URL."
         )
+    with db.writing() as transaction:
+        token = (
+            None if accounts.count_users(transaction) else accounts.issue_setup_token(transaction)
+        )
+    if token:
+        base = (app.config.get("PUBLIC_URL") or local).rstrip("/")
+        click.echo(
+            f"No account exists yet. Create the first admin (link valid 24 h, once): "
+            f"{base}/setup/{token}"
+        )
+    db.engine.dispose()  # workers open their own connections
     server.run(server.server_options(host, port, workers, threads))
 
 
@@ -87,3 +97,45 @@ def db_upgrade() -> None:
     except SQLAlchemyError as exc:
         raise click.ClickException(f"Migration failed: {getattr(exc, 'orig', exc)}") from None
     click.echo(f"Database is at revision {revision}.")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        text = click.get_text_stream("stdin").read()
+        # Like `echo pw |`: one trailing newline is the shell's, not the password's.
+        return text[:-1] if text.endswith("\n") else text
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@main.command("create-user")
+@click.argument("name")
+@click.option("--role", type=click.Choice(accounts.ROLES), default="viewer", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_user(name: str, role: str, password_stdin: bool) -> None:
+    """Add an account."""
+    _app()
+    password = _read_password(password_stdin)
+    try:
+        with db.writing() as transaction:
+            user = accounts.create_user(transaction, name, password, role)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Created {user.role} {user.username}.")
+
+
+@main.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def set_password(name: str, password_stdin: bool) -> None:
+    """Give an account a new password (its open sessions end)."""
+    _app()
+    password = _read_password(password_stdin)
+    try:
+        with db.writing() as transaction:
+            user = accounts.find_user(transaction, name)
+            if user is None:
+                raise click.ClickException(f"There is no account called {name!r}.")
+            accounts.set_password(transaction, user, password)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Password of {user.username} changed.")

@@ -22,6 +22,10 @@ DEFAULTS = {
     "MAX_WEBHOOK_BODY": 64 * 1024,
     # How long a webhook request waits for its batch to commit before answering 503.
     "WRITE_TIMEOUT_SECONDS": 30.0,
+    # How many reverse proxies in front of us set X-Forwarded-*; 0 trusts none.
+    "TRUSTED_PROXIES": 0,
+    # CSRF tokens last as long as the session, so a page left open all day still submits.
+    "WTF_CSRF_TIME_LIMIT": None,
 }
 
 # Values that must stay strings even when from_prefixed_env would read them as JSON.

@@ -110,3 +110,8 @@ def last_received_at(session: Session) -> datetime | None:
     if newest_id is None:
         return None
     return session.scalar(select(Delivery.received_at).where(Delivery.id == newest_id))
+
+
+def latest(session: Session, limit: int) -> list[Delivery]:
+    """The ``limit`` newest stored callbacks, newest first."""
+    return list(session.scalars(select(Delivery).order_by(Delivery.id.desc()).limit(limit)))

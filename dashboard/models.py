@@ -109,3 +109,56 @@ class RejectedRequest(Base):
     content_type: Mapped[str | None] = mapped_column(String(255))
     # Raw bytes, cut at the body size limit: exactly what was sent, for an admin to inspect.
     body: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class User(Base):
+    """A person who can sign in: an admin manages the team, a viewer only looks."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Stored case-folded, so "Ana" and "ana" are one account.
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(default=True)
+    # None: follow the browser's Accept-Language.
+    language: Mapped[str | None] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    sessions: Mapped[list["UserSession"]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class UserSession(Base):
+    """One signed-in browser; deleting the row ends that session wherever the cookie is."""
+
+    __tablename__ = "user_sessions"
+
+    # SHA-256 of the random token in the cookie: a copy of the database opens no session.
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    user: Mapped[User] = relationship(back_populates="sessions")
+
+
+class LoginAttempt(Base):
+    """A sign-in attempt not (yet) known to have succeeded; they throttle guessing."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    address: Mapped[str] = mapped_column(String(64), index=True)
+    username: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class SetupToken(Base):
+    """The one-time link that creates the first admin of a new install."""
+
+    __tablename__ = "setup_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -5,24 +5,28 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .translatable import N_
+
 # Indexed text columns are capped so that no sender can make an index entry too large.
 MAX_FIELD_LENGTH = 255
 MAX_ERROR_LENGTH = 4096
 # Z-API stamps some events in seconds and most in milliseconds; no millisecond value
 # since 1973 is below this, and no seconds value before the year 5138 is above it.
 SECONDS_THRESHOLD = 100_000_000_000
-_JSON_KINDS = {
-    list: "an array",
-    str: "a string",
-    int: "a number",
-    float: "a number",
-    bool: "true or false",
-    type(None): "null",
-}
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
 
 
 class InvalidCallback(ValueError):
-    """A body that is not a callback we can store; the message says why, for the sender."""
+    """A body that is not a callback we can store; the message says why, for the sender.
+
+    ``message`` is an untranslated msgid with ``%(name)s`` placeholders filled from
+    ``params``, so the web layer can answer in the sender's language.
+    """
+
+    def __init__(self, message: str, **params):
+        super().__init__(message % params)
+        self.message = message
+        self.params = params
 
 
 @dataclass(frozen=True)
@@ -57,27 +61,38 @@ def parse(body: bytes) -> Callback:
         text = body.decode("utf-8")
         payload = json.loads(text)
     except UnicodeDecodeError as exc:
-        raise InvalidCallback("The body is not UTF-8 text; send JSON encoded as UTF-8.") from exc
+        raise InvalidCallback(
+            N_("The body is not UTF-8 text; send JSON encoded as UTF-8.")
+        ) from exc
     except json.JSONDecodeError as exc:
         raise InvalidCallback(
-            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+            N_("The body is not valid JSON: %(problem)s at line %(line)d column %(column)d."),
+            problem=exc.msg,
+            line=exc.lineno,
+            column=exc.colno,
         ) from exc
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise InvalidCallback(f"The body is not valid JSON: {exc}.") from exc
+        raise InvalidCallback(
+            N_("The body is not valid JSON: %(problem)s."), problem=str(exc)
+        ) from exc
     except RecursionError as exc:
-        raise InvalidCallback("The body is not valid JSON: it is nested too deeply.") from exc
+        raise InvalidCallback(N_("The body is not valid JSON: it is nested too deeply.")) from exc
     if not isinstance(payload, dict):
-        kind = _JSON_KINDS.get(type(payload), "value")
-        raise InvalidCallback(f"The body must be a JSON object, not {kind}.")
+        raise InvalidCallback(
+            N_("The body must be a JSON object, but it is a JSON %(kind)s."),
+            kind=_JSON_KINDS.get(type(payload), "null"),
+        )
     declared_type = payload.get("type")
     callback_type = _text(declared_type) if isinstance(declared_type, str) else None
     if not callback_type or not callback_type.strip():
         raise InvalidCallback(
-            'The JSON object has no "type" field; every Z-API callback names its type, '
-            'e.g. "DeliveryCallback".'
+            N_(
+                'The JSON object has no "type" field; every Z-API callback names its type, '
+                'e.g. "DeliveryCallback".'
+            )
         )
     if len(declared_type) > 64:
-        raise InvalidCallback('The "type" field is longer than 64 characters.')
+        raise InvalidCallback(N_('The "type" field is longer than 64 characters.'))
 
     is_status = callback_type == "MessageStatusCallback"
     return Callback(

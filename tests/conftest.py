@@ -29,8 +29,10 @@ def app(tmp_path):
 
 @pytest.fixture
 def client(app):
-    """Flask's test client for ``app``."""
-    return app.test_client()
+    """Flask's test client for ``app``, asking for English pages and messages."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return test_client
 
 
 @pytest.fixture

@@ -16,7 +16,16 @@ from dashboard.payloads import parse
 from .support import SEED, STATUS
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-TABLES = ("status_message_ids", "deliveries", "rejected_requests", "alembic_version")
+TABLES = (
+    "status_message_ids",
+    "deliveries",
+    "rejected_requests",
+    "user_sessions",
+    "users",
+    "login_attempts",
+    "setup_tokens",
+    "alembic_version",
+)
 
 
 def reset_postgres():

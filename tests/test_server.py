@@ -17,8 +17,11 @@ def rows(server, where="1=1", params=()):
         return connection.execute(f"SELECT * FROM deliveries WHERE {where}", params).fetchall()
 
 
+ENGLISH = {"Accept-Language": "en"}
+
+
 def post(url, payload, **kwargs):
-    return requests.post(url, json=payload, timeout=30, **kwargs)
+    return requests.post(url, json=payload, timeout=30, headers=ENGLISH, **kwargs)
 
 
 def test_seed_payload_is_committed_before_the_answer(server):
@@ -62,6 +65,7 @@ def test_a_repeat_is_not_stored_twice(server):
     ],
 )
 def test_bad_input_gets_its_status_and_message(server, kwargs, status, message):
+    kwargs["headers"] = {**kwargs["headers"], **ENGLISH}
     response = requests.post(server.webhook_url, timeout=30, **kwargs)
     assert response.status_code == status
     assert message in response.json()["error"]
@@ -71,7 +75,7 @@ def test_wrong_token_and_wrong_method(server):
     wrong = post(f"{server.base_url}/webhooks/{'x' * 40}", SEED)
     assert wrong.status_code == 404
     assert wrong.json() == {"error": "Not found."}
-    method = requests.get(server.webhook_url, timeout=30)
+    method = requests.get(server.webhook_url, timeout=30, headers=ENGLISH)
     assert method.status_code == 405
     assert method.headers["Allow"] == "POST"
 

@@ -4,6 +4,7 @@ import hmac
 import logging
 
 from flask import Blueprint, current_app, jsonify, request
+from flask_babel import gettext as _
 
 from .. import deliveries, payloads
 from ..errors import json_error
@@ -19,31 +20,35 @@ def receive(token: str):
     """Store one callback and answer only once it is committed."""
     expected = current_app.config["WEBHOOK_TOKEN"].encode()
     if not hmac.compare_digest(token.encode(), expected):
-        return json_error(404, "Not found.")
+        return json_error(404, _("Not found."))
 
     limit = current_app.config["MAX_WEBHOOK_BODY"]
     # Read one byte past the limit, never more: enough to tell an oversize body.
     body = request.stream.read(limit + 1)
     if (request.content_length or 0) > limit or len(body) > limit:
-        response = _reject(413, f"The body is larger than {limit // 1024} KiB.", body[:limit])
+        message = _("The body is larger than %(size)d KiB.", size=limit // 1024)
+        response = _reject(413, message, body[:limit])
         # The rest of the body is still on the wire; closing beats reading it.
         response.headers["Connection"] = "close"
         return response
     if not request.is_json:
         return _reject(
             415,
-            f"Content-Type must be application/json, not {request.mimetype or 'missing'}.",
+            _(
+                "Content-Type must be application/json, not %(received)s.",
+                received=request.mimetype or _("missing"),
+            ),
             body,
         )
     try:
         callback = payloads.parse(body)
     except payloads.InvalidCallback as exc:
-        return _reject(400, str(exc), body)
+        return _reject(400, _(exc.message, **exc.params), body)
 
     try:
         recorded = callback_writer.store(callback, current_app.config["WRITE_TIMEOUT_SECONDS"])
     except StorageUnavailable:
-        return json_error(503, "The callback could not be stored right now; please retry.")
+        return json_error(503, _("The callback could not be stored right now; please retry."))
     return jsonify(id=recorded.id, duplicate=recorded.duplicate)
 
 
