@@ -1,5 +1,7 @@
 """The ``zapi-dashboard`` command: serve, webhook-url and database upgrades."""
 
+import sys
+
 import click
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
@@ -101,7 +103,7 @@ def db_upgrade() -> None:
 
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
-        text = click.get_text_stream("stdin").read()
+        text = sys.stdin.read()
         # Like `echo pw |`: one trailing newline is the shell's, not the password's.
         return text[:-1] if text.endswith("\n") else text
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)

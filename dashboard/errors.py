@@ -3,6 +3,7 @@
 from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 # Routes called by programs answer errors in JSON, whatever went wrong.
@@ -49,6 +50,10 @@ def register(app: Flask) -> None:
 def _handle_http_error(error: HTTPException):
     code = error.code or 500
     title, message = EXPLANATIONS.get(code, (error.name, error.description))
+    if isinstance(error, CSRFError):
+        message = _(
+            "The form expired or was sent from another site. Reload the page and try again."
+        )
     headers = _allow_header(error)
     if code == 405:
         message = _(

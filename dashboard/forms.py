@@ -3,6 +3,7 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, InputRequired, Length
 
 from .accounts import MIN_PASSWORD_LENGTH
@@ -89,8 +90,9 @@ class LanguageForm(FlaskForm):
     language = SelectField(
         _l("Language"),
         choices=[
-            ("", _l("Same as the browser")),
-            ("pt_BR", "Português (Brasil)"),
-            ("en", "English"),
+            SelectChoice("", _l("Same as the browser")),
+            # Each language is named in itself, so anyone can find their own.
+            SelectChoice("pt_BR", "Português (Brasil)"),
+            SelectChoice("en", "English"),
         ],
     )

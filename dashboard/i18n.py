@@ -1,7 +1,7 @@
 """Languages: Portuguese (Brazil) by default, English on request."""
 
 from flask import Flask, request
-from flask_babel import Babel
+from flask_babel import Babel, format_datetime, format_decimal
 from flask_login import current_user
 
 from .paths import PACKAGE_DIR
@@ -28,3 +28,5 @@ def init(app: Flask, babel: Babel) -> None:
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS_DIR)
     babel.init_app(app, locale_selector=select_language)
+    # Dates and numbers written the way the page's language writes them.
+    app.jinja_env.globals.update(format_datetime=format_datetime, format_decimal=format_decimal)

@@ -8,7 +8,7 @@ import pytest
 from dashboard import create_app
 from dashboard.extensions import db
 
-from .support import Server, start_server, stop_server
+from .support import Server, make_user, sign_in, start_server, stop_server
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +47,20 @@ def server(tmp_path_factory) -> Iterator[Server]:
     running = start_server(tmp_path_factory.mktemp("server"), "--workers", "2", "--threads", "8")
     yield running
     stop_server(running)
+
+
+@pytest.fixture
+def admin_client(app, client):
+    """A test client signed in as the admin "ana"."""
+    make_user("ana", "admin")
+    assert sign_in(client, "ana").status_code == 302
+    return client
+
+
+@pytest.fixture
+def viewer_client(app, client):
+    """A test client signed in as the viewer "vera" (an admin "ana" exists too)."""
+    make_user("ana", "admin")
+    make_user("vera", "viewer")
+    assert sign_in(client, "vera").status_code == 302
+    return client

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -88,11 +89,13 @@ def cli_command(*args: str) -> list[str]:
     return [str(Path(sys.executable).with_name("zapi-dashboard")), *args]
 
 
-def start_server(data_dir: Path, *extra: str, env: dict | None = None) -> Server:
+def start_server(
+    data_dir: Path, *extra: str, env: dict | None = None, name: str = "server"
+) -> Server:
     """Start ``zapi-dashboard serve`` on a free port and wait until /healthz answers."""
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / "server.log"
+    log_path = data_dir / f"{name}.log"
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
     environment = {
         **inherited,
@@ -135,3 +138,32 @@ def stop_server(server: Server) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(server.process.pid, 9)
             server.process.wait(timeout=30)
+
+
+PASSWORD = "correct horse battery"
+CSRF_FIELD = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token of the first form on a page."""
+    found = CSRF_FIELD.search(html) or re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+def make_user(username: str, role: str = "admin", password: str = PASSWORD):
+    """Create an account directly in the database of the current app."""
+    from dashboard import accounts
+    from dashboard.extensions import db
+
+    with db.writing() as session:
+        return accounts.create_user(session, username, password, role)
+
+
+def sign_in(client, username: str, password: str = PASSWORD, next_path: str | None = None):
+    """Sign in through the real form, CSRF token included; returns the response."""
+    page = client.get("/login").get_data(as_text=True)
+    url = "/login" if next_path is None else f"/login?next={next_path}"
+    return client.post(
+        url, data={"username": username, "password": password, "csrf_token": csrf_token(page)}
+    )

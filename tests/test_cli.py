@@ -79,3 +79,84 @@ def test_two_servers_run_side_by_side_without_a_shared_control_socket(tmp_path):
             stop_server(second)
     finally:
         stop_server(first)
+
+
+def test_create_user_reads_the_password_from_stdin(tmp_path, monkeypatch):
+    from dashboard import accounts
+    from dashboard.extensions import db
+
+    monkeypatch.setenv("DASHBOARD_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(
+        main,
+        ["create-user", "Ana", "--role", "admin", "--password-stdin"],
+        input="pw with space \n",
+    )
+    assert result.exit_code == 0, result.output
+    assert "Created admin ana." in result.output
+    with db.reading() as session:
+        user = accounts.find_user(session, "ana")
+        # Exactly one trailing newline is dropped; the trailing space is the password's.
+        assert accounts.password_matches(user.password_hash, "pw with space ")
+    db.engine.dispose()
+
+
+def test_create_user_refuses_bad_input_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("DASHBOARD_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    short = runner.invoke(main, ["create-user", "ana", "--password-stdin"], input="short\n")
+    assert short.exit_code != 0
+    assert "at least 10 characters" in short.output
+    runner.invoke(main, ["create-user", "ana", "--password-stdin"], input="long enough pw\n")
+    taken = runner.invoke(
+        main, ["create-user", "ANA", "--password-stdin"], input="long enough pw\n"
+    )
+    assert "already taken" in taken.output
+    role = runner.invoke(main, ["create-user", "bia", "--role", "owner"])
+    assert role.exit_code == 2
+
+
+def test_set_password_changes_it(tmp_path, monkeypatch):
+    from dashboard import accounts
+    from dashboard.extensions import db
+
+    monkeypatch.setenv("DASHBOARD_DATA_DIR", str(tmp_path))
+    runner = CliRunner()
+    runner.invoke(main, ["create-user", "ana", "--password-stdin"], input="first password\n")
+    result = runner.invoke(
+        main, ["set-password", "ana", "--password-stdin"], input="second password\n"
+    )
+    assert result.exit_code == 0, result.output
+    with db.reading() as session:
+        assert accounts.password_matches(
+            accounts.find_user(session, "ana").password_hash, "second password"
+        )
+    missing = runner.invoke(main, ["set-password", "nobody", "--password-stdin"], input="x" * 12)
+    assert "There is no account called 'nobody'." in missing.output
+    db.engine.dispose()
+
+
+def test_serve_prints_a_setup_link_only_while_no_user_exists(tmp_path):
+    server = start_server(tmp_path / "data", "--workers", "1", "--threads", "4")
+    try:
+        link = next(line for line in server.log().splitlines() if "/setup/" in line)
+        url = link.split(": ", 1)[1].strip()
+        assert url.startswith(f"{server.base_url}/setup/")
+        assert requests.get(url, timeout=30).status_code == 200
+    finally:
+        stop_server(server)
+    subprocess.run(
+        cli_command("create-user", "ana", "--password-stdin"),
+        input="long enough pw\n",
+        env={"DASHBOARD_DATA_DIR": str(tmp_path / "data"), "DASHBOARD_WEBHOOK_TOKEN": TOKEN},
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    again = start_server(tmp_path / "data", "--workers", "1", "--threads", "4", name="again")
+    try:
+        assert "/setup/" not in again.log()
+        setup_path = url.removeprefix(server.base_url)
+        assert requests.get(again.base_url + setup_path, timeout=30).status_code == 404
+    finally:
+        stop_server(again)
