@@ -1,7 +1,5 @@
 """The production server: gunicorn with threaded workers, serving create_app()."""
 
-import os
-
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
@@ -60,7 +58,8 @@ def server_options(host: str, port: int, workers: int, threads: int) -> dict:
         "timeout": 60,
         "graceful_timeout": 20,
         "keepalive": 5,
-        "forwarded_allow_ips": os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"),
+        # Proxy headers are trusted in one place only, the app's DASHBOARD_TRUSTED_PROXIES.
+        "secure_scheme_headers": {},
     }
 
 

@@ -111,3 +111,11 @@ def test_the_token_appears_only_in_the_start_banner(server):
     banner = next(line for line in log.splitlines() if TOKEN in line)
     assert banner.startswith("Z-API webhook URL")
     assert json.dumps(TOKEN) not in log
+
+
+def test_proxy_headers_are_not_trusted_by_default(server):
+    spoofed = requests.get(
+        f"{server.base_url}/login", headers={"X-Forwarded-Proto": "https"}, timeout=30
+    )
+    assert "Strict-Transport-Security" not in spoofed.headers
+    assert "Secure" not in spoofed.headers["Set-Cookie"]
