@@ -3,6 +3,7 @@
 import logging
 
 from flask import Blueprint, jsonify
+from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import deliveries, migrate
@@ -22,7 +23,7 @@ def healthz():
             last = deliveries.last_received_at(session)
     except SQLAlchemyError as exc:
         log.warning("Health check failed: %s", getattr(exc, "orig", exc))
-        response = jsonify(status="unavailable", error="The database does not answer.")
+        response = jsonify(status="unavailable", error=_("The database does not answer."))
         response.status_code = 503
         return response
     age = None if last is None else round((utcnow() - last).total_seconds(), 3)
