@@ -167,3 +167,19 @@ def sign_in(client, username: str, password: str = PASSWORD, next_path: str | No
     return client.post(
         url, data={"username": username, "password": password, "csrf_token": csrf_token(page)}
     )
+
+
+def create_user_with_cli(data_dir: Path, username: str, password: str, role: str = "admin") -> str:
+    """Add an account with `zapi-dashboard create-user --password-stdin`; return its output."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
+    result = subprocess.run(
+        cli_command("create-user", username, "--role", role, "--password-stdin"),
+        input=password + "\n",
+        env={**inherited, "DASHBOARD_DATA_DIR": str(data_dir), "DASHBOARD_WEBHOOK_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout

@@ -2,14 +2,13 @@
 
 import os
 import re
-import subprocess
 
 import pytest
 import requests
 from playwright.sync_api import expect, sync_playwright
 
 from .browser import CHROMIUM, LAUNCH_OPTIONS, TIMEOUT_MS, Account, visitor_factory
-from .support import TOKEN, cli_command, start_server, stop_server, wait_until
+from .support import create_user_with_cli, start_server, stop_server, wait_until
 
 pytestmark = pytest.mark.server
 
@@ -46,19 +45,8 @@ def visitor(browser):
 
 def create_user(server, account: Account, role: str) -> None:
     """Add an account with the CLI, on the server's database."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
-    environment.update(DASHBOARD_DATA_DIR=str(server.data_dir), DASHBOARD_WEBHOOK_TOKEN=TOKEN)
-    result = subprocess.run(
-        cli_command("create-user", account.username, "--role", role, "--password-stdin"),
-        input=account.password + "\n",
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"Created {role} {account.username}." in result.stdout
+    output = create_user_with_cli(server.data_dir, account.username, account.password, role)
+    assert f"Created {role} {account.username}." in output
 
 
 @pytest.fixture(scope="module")

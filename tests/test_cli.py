@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from dashboard import migrate
 from dashboard.cli import main
 
-from .support import TOKEN, cli_command, start_server, stop_server
+from .support import TOKEN, cli_command, create_user_with_cli, start_server, stop_server
 
 
 def test_webhook_url_uses_the_public_url(tmp_path, monkeypatch):
@@ -144,15 +144,7 @@ def test_serve_prints_a_setup_link_only_while_no_user_exists(tmp_path):
         assert requests.get(url, timeout=30).status_code == 200
     finally:
         stop_server(server)
-    subprocess.run(
-        cli_command("create-user", "ana", "--password-stdin"),
-        input="long enough pw\n",
-        env={"DASHBOARD_DATA_DIR": str(tmp_path / "data"), "DASHBOARD_WEBHOOK_TOKEN": TOKEN},
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    create_user_with_cli(tmp_path / "data", "ana", "long enough pw")
     again = start_server(tmp_path / "data", "--workers", "1", "--threads", "4", name="again")
     try:
         assert "/setup/" not in again.log()

@@ -1,15 +1,12 @@
 """Sign-in throttling: per address and per username, shared by every worker."""
 
-import subprocess
-
 import requests
 
 from dashboard import throttle
 
 from .support import (
     PASSWORD,
-    TOKEN,
-    cli_command,
+    create_user_with_cli,
     csrf_token,
     make_user,
     sign_in,
@@ -76,15 +73,7 @@ def test_throttling_holds_across_workers_and_instances(tmp_path):
     try:
         second = start_server(data_dir, "--workers", "2", "--threads", "4", name="second")
         try:
-            subprocess.run(
-                cli_command("create-user", "ana", "--role", "admin", "--password-stdin"),
-                input=PASSWORD + "\n",
-                env={"DASHBOARD_DATA_DIR": str(data_dir), "DASHBOARD_WEBHOOK_TOKEN": TOKEN},
-                check=True,
-                capture_output=True,
-                timeout=60,
-                text=True,
-            )
+            create_user_with_cli(data_dir, "ana", PASSWORD)
             statuses = [fail_once(server) for server in [first, second] * 5 + [first]]
             assert statuses == [200] * 10 + [429]
         finally:
