@@ -18,7 +18,7 @@ def select_language() -> str:
         return chosen
     # Browsers send "pt-BR" or "pt"; offer both spellings of ours.
     offered = {"pt-BR": "pt_BR", "pt": "pt_BR", "en": "en"}
-    best = request.accept_languages.best_match(offered) if request else None
+    best = request.accept_languages.best_match(offered)
     return offered.get(best, DEFAULT_LANGUAGE)
 
 
