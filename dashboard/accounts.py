@@ -14,7 +14,6 @@ from .models import SetupToken, User, UserSession, utcnow
 from .translatable import N_
 
 ROLES = ("admin", "viewer")
-LANGUAGES = ("pt_BR", "en")
 MIN_PASSWORD_LENGTH = 10
 SETUP_LINK_LIFETIME = timedelta(hours=24)
 
@@ -36,6 +35,11 @@ class SessionUser(NamedTuple):
     role: str
     language: str | None
     session_token: str
+
+    @classmethod
+    def of(cls, user: User, session_token: str) -> "SessionUser":
+        """The session view of ``user`` signed in with ``session_token``."""
+        return cls(user.id, user.username, user.role, user.language, session_token)
 
 
 def normalise_username(username: str) -> str:
@@ -139,7 +143,7 @@ def session_user(session: Session, token: str) -> SessionUser | None:
     )
     if user is None:
         return None
-    return SessionUser(user.id, user.username, user.role, user.language, token)
+    return SessionUser.of(user, token)
 
 
 def end_session(session: Session, token: str) -> None:

@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 from flask_login import UserMixin, current_user, login_user, logout_user
 
 from . import accounts
-from .errors import JSON_SECTIONS, json_error
+from .errors import json_error, wants_json
 from .extensions import db, login_manager
 from .models import User
 
@@ -50,8 +50,7 @@ def sign_in(user: User) -> None:
     with db.writing() as transaction:
         token = accounts.start_session(transaction, user)
     session.clear()
-    found = accounts.SessionUser(user.id, user.username, user.role, user.language, token)
-    login_user(SignedInUser(found))
+    login_user(SignedInUser(accounts.SessionUser.of(user, token)))
 
 
 def sign_out() -> None:
@@ -99,7 +98,7 @@ def _require_sign_in():
 
 
 def _unauthorized():
-    if request.path.split("/")[1] in JSON_SECTIONS:
+    if wants_json():
         return json_error(401, _("Sign in first, or send a valid API token."))
     next_path = request.full_path.rstrip("?") if request.method == "GET" else None
     return redirect(url_for("auth.login", next=next_path))
