@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import auth, config, errors, i18n, logs, migrate, navigation, security
 from .config import ConfigError
 from .extensions import babel, csrf, db
+from .logs import database_reason
 from .paths import resource_dir
 from .views import account, feed, health, users, webhooks
 from .views import auth as auth_views
@@ -47,5 +48,4 @@ def _open_database(app: Flask) -> None:
         migrate.upgrade(db.engine)
     except SQLAlchemyError as exc:
         url = make_url(app.config["DATABASE_URL"]).render_as_string(hide_password=True)
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
-        raise ConfigError(f"Cannot open the database {url}: {reason}") from exc
+        raise ConfigError(f"Cannot open the database {url}: {database_reason(exc)}") from exc

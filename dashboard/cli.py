@@ -9,6 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from . import accounts, create_app, migrate, server
 from .config import ConfigError
 from .extensions import db
+from .logs import database_reason
 
 
 def _app(**overrides) -> Flask:
@@ -97,7 +98,7 @@ def db_upgrade() -> None:
     try:
         revision = migrate.upgrade(db.engine)
     except SQLAlchemyError as exc:
-        raise click.ClickException(f"Migration failed: {getattr(exc, 'orig', exc)}") from None
+        raise click.ClickException(f"Migration failed: {database_reason(exc)}") from None
     click.echo(f"Database is at revision {revision}.")
 
 

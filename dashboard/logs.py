@@ -28,3 +28,13 @@ def protect(logger: logging.Logger) -> None:
     """Attach the redacting filter to ``logger`` once."""
     if not any(isinstance(f, RedactWebhookToken) for f in logger.filters):
         logger.addFilter(RedactWebhookToken())
+
+
+def database_reason(error: Exception) -> str:
+    """The first line of the driver's own message for a database error.
+
+    SQLAlchemy's message repeats the statement and its parameters, which hold callback
+    bodies and phone numbers; logs and console lines get only the driver's reason.
+    """
+    reason = str(getattr(error, "orig", error)).strip()
+    return reason.splitlines()[0] if reason else type(error).__name__

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from . import deliveries
 from .deliveries import Recorded
+from .logs import database_reason
 from .payloads import Callback
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,7 @@ class BatchWriter:
             with self._open_write_session() as session:
                 results = deliveries.record(session, [pending.callback for pending in batch])
         except Exception as exc:
-            # The driver's own error only: SQLAlchemy's message would repeat the row's values.
-            log.error("Could not store %d callback(s): %s", len(batch), getattr(exc, "orig", exc))
+            log.error("Could not store %d callback(s): %s", len(batch), database_reason(exc))
             if len(batch) == 1:
                 batch[0].finish(error=exc)
             return False

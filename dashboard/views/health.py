@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import deliveries, migrate
 from ..extensions import db
+from ..logs import database_reason
 from ..models import utcnow
 
 bp = Blueprint("health", __name__)
@@ -22,7 +23,7 @@ def healthz():
             revision = migrate.current_revision(session.connection())
             last = deliveries.last_received_at(session)
     except SQLAlchemyError as exc:
-        log.warning("Health check failed: %s", getattr(exc, "orig", exc))
+        log.warning("Health check failed: %s", database_reason(exc))
         response = jsonify(status="unavailable", error=_("The database does not answer."))
         response.status_code = 503
         return response

@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from .. import deliveries, payloads
 from ..errors import json_error
 from ..extensions import callback_writer, db
+from ..logs import database_reason
 from ..writer import StorageUnavailable
 
 bp = Blueprint("webhooks", __name__)
@@ -59,5 +60,5 @@ def _reject(status: int, reason: str, body: bytes):
             deliveries.record_rejection(session, status, reason, request.content_type, body)
     except Exception as exc:
         # The sender still deserves its precise answer when the log cannot be written.
-        log.warning("Could not log a rejected webhook request: %s", getattr(exc, "orig", exc))
+        log.warning("Could not log a rejected webhook request: %s", database_reason(exc))
     return json_error(status, reason)
