@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import Executable, bindparam, func, insert, select
+from sqlalchemy import Executable, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -106,10 +106,7 @@ def record_rejection(
 
 def last_received_at(session: Session) -> datetime | None:
     """When the newest stored callback arrived, or None before the first one."""
-    newest_id = session.scalar(select(func.max(Delivery.id)))
-    if newest_id is None:
-        return None
-    return session.scalar(select(Delivery.received_at).where(Delivery.id == newest_id))
+    return session.scalar(select(Delivery.received_at).order_by(Delivery.id.desc()).limit(1))
 
 
 def latest(session: Session, limit: int) -> list[Delivery]:
