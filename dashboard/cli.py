@@ -20,10 +20,14 @@ def _app(**overrides) -> Flask:
         raise click.ClickException(str(exc)) from None
 
 
-def webhook_url(app: Flask, base_url: str) -> str:
-    """The full webhook URL for Z-API, on ``base_url`` (or DASHBOARD_PUBLIC_URL when set)."""
-    public = app.config.get("PUBLIC_URL") or base_url
-    return f"{public.rstrip('/')}/webhooks/{app.config['WEBHOOK_TOKEN']}"
+def public_base(app: Flask, local_url: str) -> str:
+    """Where people and Z-API reach the dashboard: DASHBOARD_PUBLIC_URL, else ``local_url``."""
+    return (app.config.get("PUBLIC_URL") or local_url).rstrip("/")
+
+
+def webhook_url(app: Flask, local_url: str) -> str:
+    """The full webhook URL for Z-API."""
+    return f"{public_base(app, local_url)}/webhooks/{app.config['WEBHOOK_TOKEN']}"
 
 
 @click.group()
@@ -64,10 +68,9 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             None if accounts.count_users(transaction) else accounts.issue_setup_token(transaction)
         )
     if token:
-        base = (app.config.get("PUBLIC_URL") or local).rstrip("/")
         click.echo(
             f"No account exists yet. Create the first admin (link valid 24 h, once): "
-            f"{base}/setup/{token}"
+            f"{public_base(app, local)}/setup/{token}"
         )
     db.engine.dispose()  # workers open their own connections
     server.run(server.server_options(host, port, workers, threads))
