@@ -15,6 +15,7 @@ from .translatable import N_
 
 ROLES = ("admin", "viewer")
 MIN_PASSWORD_LENGTH = 10
+PASSWORD_TOO_SHORT = N_("A password needs at least 10 characters.")
 SETUP_LINK_LIFETIME = timedelta(hours=24)
 
 # argon2-cffi's defaults are argon2id with RFC 9106's low-memory profile.
@@ -81,7 +82,7 @@ def create_user(session: Session, username: str, password: str, role: str) -> Us
 def check_password_strength(password: str) -> None:
     """Raise AccountError for a password too short to resist guessing."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(N_("A password needs at least 10 characters."))
+        raise AccountError(PASSWORD_TOO_SHORT)
 
 
 def set_password(session: Session, user: User, password: str) -> None:

@@ -6,7 +6,7 @@ from wtforms import PasswordField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, InputRequired, Length
 
-from .accounts import MIN_PASSWORD_LENGTH
+from .accounts import MIN_PASSWORD_LENGTH, PASSWORD_TOO_SHORT
 
 
 def _role_choices():
@@ -24,7 +24,7 @@ def _new_password(label):
             Length(
                 min=MIN_PASSWORD_LENGTH,
                 max=1024,
-                message=_l("A password needs at least 10 characters."),
+                message=_l(PASSWORD_TOO_SHORT),
             ),
         ],
     )
