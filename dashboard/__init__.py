@@ -8,13 +8,23 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import auth, config, errors, i18n, logs, migrate, navigation, security
 from .config import ConfigError
-from .extensions import babel, csrf, db
+from .extensions import babel, csrf, db, vault
 from .logs import database_reason
 from .paths import resource_dir
-from .views import account, feed, health, users, webhooks
+from .views import account, api, feed, health, users, webhooks
 from .views import auth as auth_views
+from .views import settings as settings_views
 
-BLUEPRINTS = (webhooks.bp, health.bp, auth_views.bp, feed.bp, users.bp, account.bp)
+BLUEPRINTS = (
+    webhooks.bp,
+    health.bp,
+    auth_views.bp,
+    feed.bp,
+    users.bp,
+    account.bp,
+    settings_views.bp,
+    api.bp,
+)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -25,6 +35,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         static_folder=resource_dir("static"),
     )
     config.load(app, test_config)
+    vault.init(app.config["SETTINGS_KEY"])
     _open_database(app)
     for logger in (app.logger, logging.getLogger("werkzeug")):
         logs.protect(logger)

@@ -6,7 +6,7 @@ import click
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import accounts, create_app, migrate, server
+from . import accounts, create_app, migrate, server, settings
 from .config import ConfigError
 from .extensions import db
 from .logs import database_reason
@@ -27,7 +27,7 @@ def public_base(app: Flask, local_url: str) -> str:
 
 def webhook_url(app: Flask, local_url: str) -> str:
     """The full webhook URL for Z-API."""
-    return f"{public_base(app, local_url)}/webhooks/{app.config['WEBHOOK_TOKEN']}"
+    return settings.webhook_url(public_base(app, local_url), app.config["WEBHOOK_TOKEN"])
 
 
 @click.group()

@@ -4,8 +4,10 @@ import contextlib
 import os
 import re
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.fernet import Fernet
 from flask import Flask
 
 # 22 URL-safe characters carry 132 bits; fewer would make the webhook URL guessable.
@@ -56,6 +58,10 @@ def load(app: Flask, test_config: dict | None) -> None:
     if not app.config.get("WEBHOOK_TOKEN"):
         app.config["WEBHOOK_TOKEN"] = read_or_create_secret(data_dir / "webhook_token")
     _check_webhook_token(app.config["WEBHOOK_TOKEN"])
+    # Encrypts the Z-API tokens at rest; kept only in the data dir, never in the database.
+    app.config["SETTINGS_KEY"] = read_or_create_secret(
+        data_dir / "settings_key", lambda: Fernet.generate_key().decode()
+    )
 
     mode = str(app.config["SQLITE_SYNCHRONOUS"]).upper()
     if mode not in SQLITE_SYNCHRONOUS_MODES:
@@ -63,8 +69,10 @@ def load(app: Flask, test_config: dict | None) -> None:
     app.config["SQLITE_SYNCHRONOUS"] = mode
 
 
-def read_or_create_secret(path: Path) -> str:
-    """Return the secret stored at ``path``, creating it (mode 0600) on first use."""
+def read_or_create_secret(
+    path: Path, make: Callable[[], str] = lambda: secrets.token_urlsafe(32)
+) -> str:
+    """Return the secret stored at ``path``, creating it with ``make`` (mode 0600) on first use."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
@@ -75,7 +83,7 @@ def read_or_create_secret(path: Path) -> str:
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32) + "\n")
+            handle.write(make() + "\n")
         with contextlib.suppress(FileExistsError):
             os.link(temp, path)
     finally:

@@ -5,6 +5,7 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
 from .database import Database
+from .vault import Vault
 from .writer import BatchWriter
 
 db = Database()
@@ -12,3 +13,4 @@ callback_writer = BatchWriter(db.writing)
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
+vault = Vault()

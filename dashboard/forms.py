@@ -1,10 +1,12 @@
 """Web forms (Flask-WTF): fields, validation and CSRF tokens."""
 
+from urllib.parse import urlsplit
+
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, SelectField, StringField
+from wtforms import BooleanField, PasswordField, SelectField, StringField, ValidationError
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import EqualTo, InputRequired, Length
+from wtforms.validators import EqualTo, InputRequired, Length, Optional, Regexp
 
 from .accounts import MIN_PASSWORD_LENGTH, PASSWORD_TOO_SHORT
 
@@ -95,4 +97,45 @@ class LanguageForm(FlaskForm):
             SelectChoice("pt_BR", "Português (Brasil)"),
             SelectChoice("en", "English"),
         ],
+    )
+
+
+# Z-API shows instance ids and tokens as letters and digits only.
+_ZAPI_ID = Regexp(
+    r"^[A-Za-z0-9]{16,64}$",
+    message=_l("Use the 16 to 64 letters and digits shown in the Z-API panel."),
+)
+_CLIENT_TOKEN = Regexp(
+    r"^[A-Za-z0-9]{16,128}$",
+    message=_l("Use the 16 to 128 letters and digits of the panel's Security tab."),
+)
+
+
+def _public_https_url(form, field):
+    """Z-API refuses webhooks that are not https; the URL must be a plain base address."""
+    parts = urlsplit(field.data or "")
+    if parts.scheme != "https":
+        raise ValidationError(_l("The address must start with https:// (Z-API refuses http)."))
+    if not parts.hostname:
+        raise ValidationError(
+            _l("The address needs a host name, e.g. https://dashboard.example.com.")
+        )
+    if parts.username or parts.password:
+        raise ValidationError(_l("The address must not contain a user name or password."))
+    if parts.query or parts.fragment or field.data.rstrip().endswith(("?", "#")):
+        raise ValidationError(_l("The address must not contain ? or #."))
+
+
+class SettingsForm(FlaskForm):
+    """The Z-API connection: instance, tokens and the address Z-API calls."""
+
+    instance_id = StringField(_l("Instance ID"), validators=[InputRequired(), _ZAPI_ID])
+    # Empty keeps the stored token; the page never shows a stored token in full.
+    instance_token = PasswordField(_l("Instance token"), validators=[Optional(), _ZAPI_ID])
+    client_token = PasswordField(_l("Client-Token"), validators=[Optional(), _CLIENT_TOKEN])
+    public_url = StringField(
+        _l("Public address of this dashboard"), validators=[InputRequired(), _public_https_url]
+    )
+    set_message_status = BooleanField(
+        _l("Also receive message statuses (sent, received, read, played)")
     )

@@ -162,3 +162,35 @@ class SetupToken(Base):
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ZapiSettings(Base):
+    """Where Z-API is and how to reach it; a single row. Tokens are stored sealed."""
+
+    __tablename__ = "zapi_settings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[str | None] = mapped_column(String(64))
+    instance_token_sealed: Mapped[str | None] = mapped_column(Text)
+    client_token_sealed: Mapped[str | None] = mapped_column(Text)
+    # The last four characters, to show "••••abcd" without opening the seal.
+    instance_token_hint: Mapped[str | None] = mapped_column(String(4))
+    client_token_hint: Mapped[str | None] = mapped_column(String(4))
+    public_url: Mapped[str | None] = mapped_column(String(255))
+    set_message_status: Mapped[bool] = mapped_column(default=False)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SettingsChange(Base):
+    """One save, apply, check or test of the Z-API settings, for the audit list."""
+
+    __tablename__ = "settings_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    username: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    succeeded: Mapped[bool] = mapped_column()
+    # Plain words, never a secret: what the user saw as the result.
+    outcome: Mapped[str] = mapped_column(Text)

@@ -5,7 +5,7 @@ import os
 import threading
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import MetaData, create_engine, func, select
 from sqlalchemy.exc import OperationalError
 
 from dashboard import create_app, deliveries
@@ -16,16 +16,6 @@ from dashboard.payloads import parse
 from .support import SEED, STATUS
 
 POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-TABLES = (
-    "status_message_ids",
-    "deliveries",
-    "rejected_requests",
-    "user_sessions",
-    "users",
-    "login_attempts",
-    "setup_tokens",
-    "alembic_version",
-)
 
 
 def reset_postgres():
@@ -33,8 +23,10 @@ def reset_postgres():
     try:
         engine = create_engine(POSTGRES_URL)
         with engine.begin() as connection:
-            for table in TABLES:
-                connection.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+            # Every table, ours and Alembic's, so each test starts from an empty database.
+            existing = MetaData()
+            existing.reflect(connection)
+            existing.drop_all(connection)
     except (OperationalError, ImportError) as exc:
         reason = f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}"
         # CI starts PostgreSQL itself, so there a missing server is a failure, not a skip.

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, render_template
 
-from .. import deliveries
+from .. import deliveries, settings
 from ..extensions import db
 
 bp = Blueprint("feed", __name__)
@@ -14,4 +14,10 @@ def index():
     """The newest callbacks, newest first."""
     with db.reading() as transaction:
         rows = deliveries.latest(transaction, LATEST)
-    return render_template("feed.html", deliveries=rows)
+    last = rows[0].received_at if rows else None
+    return render_template(
+        "feed.html",
+        deliveries=rows,
+        last_callback_at=last,
+        last_callback_age=settings.seconds_since(last),
+    )

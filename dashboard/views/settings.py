@@ -1,0 +1,179 @@
+"""The admins' Z-API settings page: store, apply, check and test the webhook."""
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from .. import deliveries, selftest, settings
+from ..auth import admin_required
+from ..extensions import db, vault
+from ..forms import EmptyForm, SettingsForm
+from ..zapi import ZapiClient, ZapiError
+
+bp = Blueprint("settings", __name__, url_prefix="/settings")
+ACTIONS = ("save", "apply")
+
+
+@bp.route("", methods=["GET", "POST"])
+@admin_required
+def index():
+    """Show the settings; ``action=save`` stores them, ``action=apply`` also tells Z-API."""
+    with db.reading() as transaction:
+        stored = settings.load(transaction)
+    form = SettingsForm(obj=stored, public_url=_public_url(stored))
+    if request.method == "POST":
+        action = request.form.get("action")
+        if action not in ACTIONS:
+            abort(400)
+        if form.validate_on_submit() and _has_instance_token(form, stored):
+            with db.writing() as transaction:
+                stored = settings.save(
+                    transaction,
+                    vault,
+                    instance_id=form.instance_id.data.strip(),
+                    instance_token=form.instance_token.data or None,
+                    client_token=form.client_token.data or None,
+                    public_url=form.public_url.data.strip().rstrip("/"),
+                    set_message_status=form.set_message_status.data,
+                )
+                settings.record_change(
+                    transaction, current_user.username, "save", True, _("Settings saved.")
+                )
+            if action == "apply":
+                _apply(stored)
+            else:
+                flash(_("Settings saved."), "success")
+            return redirect(url_for("settings.index"))
+    return _page(form, stored)
+
+
+@bp.post("/check")
+@admin_required
+def check():
+    """Ask Z-API where it sends delivery callbacks and whether the instance is connected."""
+    with db.reading() as transaction:
+        stored = settings.load(transaction)
+    credentials = settings.credentials(stored, vault)
+    if credentials is None:
+        return _report("check", False, _("Save the instance ID and token first."))
+    client = _client_for(credentials)
+    try:
+        configured = client.me()
+        state = client.status()
+    except ZapiError as exc:
+        return _report("check", False, _(exc.message, **exc.params))
+    ours = settings.webhook_url(stored.public_url, current_app.config["WEBHOOK_TOKEN"])
+    problems = []
+    if configured.get("deliveryCallbackUrl") != ours:
+        problems.append(_("Z-API sends delivery callbacks to another address, not this dashboard."))
+    if state.get("connected") is not True:
+        problems.append(
+            _(
+                "The instance is not connected to WhatsApp: "
+                "open the Z-API panel and scan the QR code."
+            )
+        )
+    if problems:
+        return _report("check", False, " ".join(problems))
+    return _report(
+        "check", True, _("Z-API sends delivery callbacks here and the instance is connected.")
+    )
+
+
+@bp.post("/test")
+@admin_required
+def test_callback():
+    """Send a sample callback to our public webhook URL, through the network."""
+    with db.reading() as transaction:
+        stored = settings.load(transaction)
+    if stored is None or not stored.public_url:
+        return _report("test", False, _("Save the public address first."))
+    url = settings.webhook_url(stored.public_url, current_app.config["WEBHOOK_TOKEN"])
+    try:
+        stored_id = selftest.send(url, stored.instance_id)
+    except selftest.SelfTestFailed as exc:
+        return _report("test", False, _(exc.message, **exc.params))
+    return _report(
+        "test", True, _("The test callback arrived and was stored as #%(id)d.", id=stored_id)
+    )
+
+
+@bp.post("/webhook-url")
+@admin_required
+def reveal_webhook_url():
+    """The full webhook URL, on request only, so it is not in the page's HTML."""
+    with db.reading() as transaction:
+        stored = settings.load(transaction)
+    base = _public_url(stored)
+    return jsonify(url=settings.webhook_url(base, current_app.config["WEBHOOK_TOKEN"]))
+
+
+def _apply(stored):
+    """Tell Z-API our webhook URL(s), and report the outcome."""
+    client = _client_for(settings.credentials(stored, vault))
+    url = settings.webhook_url(stored.public_url, current_app.config["WEBHOOK_TOKEN"])
+    kinds = ("delivery", "message-status") if stored.set_message_status else ("delivery",)
+    try:
+        for kind in kinds:
+            client.set_webhook(kind, url)
+    except ZapiError as exc:
+        _report("apply", False, _(exc.message, **exc.params))
+        return
+    with db.writing() as transaction:
+        settings.mark_applied(transaction, transaction.merge(stored))
+    _report("apply", True, _("Z-API accepted the webhook address. Waiting for the first callback."))
+
+
+def _client_for(credentials):
+    return ZapiClient(
+        current_app.config["ZAPI_BASE_URL"],
+        credentials.instance_id,
+        credentials.instance_token,
+        credentials.client_token,
+    )
+
+
+def _report(action, succeeded, outcome):
+    """Audit the outcome, flash it, and go back to the page."""
+    with db.writing() as transaction:
+        settings.record_change(transaction, current_user.username, action, succeeded, outcome)
+    flash(outcome, "success" if succeeded else "error")
+    return redirect(url_for("settings.index"))
+
+
+def _has_instance_token(form, stored) -> bool:
+    if form.instance_token.data or (stored and stored.instance_token_sealed):
+        return True
+    form.instance_token.errors.append(_("Paste the instance token from the Z-API panel."))
+    return False
+
+
+def _public_url(stored) -> str:
+    configured = current_app.config.get("PUBLIC_URL")
+    return (stored and stored.public_url) or configured or request.host_url.rstrip("/")
+
+
+def _page(form, stored):
+    with db.reading() as transaction:
+        changes = settings.recent_changes(transaction)
+        last = deliveries.last_received_at(transaction)
+    return render_template(
+        "settings.html",
+        form=form,
+        stored=stored,
+        masked=settings.masked,
+        changes=changes,
+        last_callback_at=last,
+        last_callback_age=settings.seconds_since(last),
+        button_form=EmptyForm(),
+    )

@@ -1,0 +1,198 @@
+"""The Z-API settings page against a real local HTTP server standing in for Z-API."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from dashboard.extensions import db
+from dashboard.models import SettingsChange
+
+from .support import csrf_token, free_port, make_user, sign_in
+
+INSTANCE_ID = "3C9E1A2B4D5F60718293A4B5C6D7E8F9"
+INSTANCE_TOKEN = "A1B2C3D4E5F6A7B8C9D0E1F2"
+CLIENT_TOKEN = "F0123456789abcdefABCDEF0123456789"
+PUBLIC_URL = "https://dash.example.com"
+PATH = f"/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}"
+
+
+@pytest.fixture
+def admin(app, client, httpserver):
+    app.config["ZAPI_BASE_URL"] = httpserver.url_for("").rstrip("/")
+    make_user("ana", "admin")
+    sign_in(client, "ana")
+    return client
+
+
+def submit(client, action="apply", **overrides):
+    fields = {
+        "instance_id": INSTANCE_ID,
+        "instance_token": INSTANCE_TOKEN,
+        "client_token": CLIENT_TOKEN,
+        "public_url": PUBLIC_URL,
+        **overrides,
+    }
+    token = csrf_token(client.get("/settings").get_data(as_text=True))
+    return client.post(
+        "/settings",
+        data={"csrf_token": token, "action": action, **fields},
+        follow_redirects=True,
+    )
+
+
+def post_button(client, path):
+    token = csrf_token(client.get("/settings").get_data(as_text=True))
+    return client.post(path, data={"csrf_token": token}, follow_redirects=True)
+
+
+def webhook_url(app):
+    return f"{PUBLIC_URL}/webhooks/{app.config['WEBHOOK_TOKEN']}"
+
+
+def audit():
+    with db.reading() as session:
+        return session.scalars(select(SettingsChange).order_by(SettingsChange.id)).all()
+
+
+def test_only_admins_open_settings(viewer_client):
+    assert viewer_client.get("/settings").status_code == 403
+
+
+def test_apply_sends_exactly_the_documented_request(app, admin, httpserver):
+    httpserver.expect_oneshot_request(
+        f"{PATH}/update-webhook-delivery",
+        method="PUT",
+        headers={"Client-Token": CLIENT_TOKEN, "Content-Type": "application/json"},
+        json={"value": webhook_url(app)},
+    ).respond_with_json({"value": True})
+    page = submit(admin).get_data(as_text=True)
+    httpserver.check_assertions()
+    assert "Z-API accepted the webhook address" in page
+    assert "Waiting for the first callback" in page
+    assert [(c.action, c.succeeded) for c in audit()] == [("save", True), ("apply", True)]
+
+
+def test_message_status_url_is_set_too_when_asked(app, admin, httpserver):
+    for endpoint in ("update-webhook-delivery", "update-webhook-message-status"):
+        httpserver.expect_oneshot_request(
+            f"{PATH}/{endpoint}", method="PUT", json={"value": webhook_url(app)}
+        ).respond_with_json({"value": True})
+    submit(admin, set_message_status="y")
+    httpserver.check_assertions()
+    assert len(httpserver.log) == 2
+
+
+def test_a_refusal_is_explained_and_audited(admin, httpserver):
+    httpserver.expect_request(f"{PATH}/update-webhook-delivery").respond_with_json(
+        {"error": f"Client-Token {CLIENT_TOKEN} not allowed"}, status=403
+    )
+    page = submit(admin).get_data(as_text=True)
+    assert 'class="flash flash-error" role="alert"' in page
+    assert "Client-Token" in page
+    assert CLIENT_TOKEN not in page
+    assert audit()[-1].succeeded is False
+    assert CLIENT_TOKEN not in audit()[-1].outcome
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("public_url", "http://dash.example.com", "https://"),
+        ("public_url", "https://user:pw@dash.example.com", "user name or password"),
+        ("public_url", "https://dash.example.com/?x=1", "? or #"),
+        ("public_url", "https://", "host name"),
+        ("instance_id", "not an id!", "letters and digits"),
+        ("instance_token", "short", "letters and digits"),
+        ("client_token", "has spaces in it 123", "letters and digits"),
+    ],
+)
+def test_invalid_fields_send_nothing_to_zapi(admin, httpserver, field, value, message):
+    page = submit(admin, **{field: value}).get_data(as_text=True)
+    assert message in page
+    assert 'role="alert"' in page
+    assert httpserver.log == []
+    assert audit() == []
+
+
+def test_secrets_are_masked_sealed_and_kept_when_left_empty(app, admin, httpserver):
+    httpserver.expect_request(f"{PATH}/update-webhook-delivery").respond_with_json({"value": True})
+    submit(admin, action="save")
+    page = admin.get("/settings").get_data(as_text=True)
+    assert "••••E1F2" in page and "••••6789" in page
+    assert INSTANCE_TOKEN not in page and CLIENT_TOKEN not in page
+    assert app.config["WEBHOOK_TOKEN"] not in page
+    # Empty token fields keep what is stored: apply still sends the right path and header.
+    submit(admin, instance_token="", client_token="")
+    assert httpserver.log[-1][0].headers["Client-Token"] == CLIENT_TOKEN
+    assert httpserver.log[-1][0].path == f"{PATH}/update-webhook-delivery"
+
+
+def test_a_first_save_needs_the_instance_token(admin, httpserver):
+    page = submit(admin, action="save", instance_token="").get_data(as_text=True)
+    assert "Paste the instance token" in page
+    assert audit() == []
+
+
+def test_check_compares_the_configured_address_and_connection(app, admin, httpserver):
+    submit(admin, action="save")
+    me = httpserver.expect_request(f"{PATH}/me", method="GET")
+    status = httpserver.expect_request(f"{PATH}/status", method="GET")
+    me.respond_with_json({"deliveryCallbackUrl": webhook_url(app), "token": INSTANCE_TOKEN})
+    status.respond_with_json({"connected": True, "smartphoneConnected": True})
+    page = post_button(admin, "/settings/check").get_data(as_text=True)
+    assert "Z-API sends delivery callbacks here and the instance is connected." in page
+    assert INSTANCE_TOKEN not in page
+
+
+def test_check_explains_a_mismatch_and_a_disconnected_instance(admin, httpserver):
+    submit(admin, action="save")
+    httpserver.expect_request(f"{PATH}/me").respond_with_json(
+        {"deliveryCallbackUrl": "https://elsewhere.example.com/hook"}
+    )
+    httpserver.expect_request(f"{PATH}/status").respond_with_json({"connected": False})
+    page = post_button(admin, "/settings/check").get_data(as_text=True)
+    assert "another address" in page
+    assert "not connected to WhatsApp" in page
+
+
+def test_the_webhook_url_is_revealed_only_on_request(app, admin):
+    submit(admin, action="save")
+    token = csrf_token(admin.get("/settings").get_data(as_text=True))
+    assert admin.post("/settings/webhook-url").status_code == 400  # no CSRF token
+    revealed = admin.post("/settings/webhook-url", headers={"X-CSRFToken": token})
+    assert revealed.json == {"url": webhook_url(app)}
+
+
+def test_test_callback_to_an_unreachable_address_says_so(admin):
+    submit(admin, action="save", public_url=f"https://127.0.0.1:{free_port()}")
+    page = post_button(admin, "/settings/test").get_data(as_text=True)
+    assert "cannot be reached" in page
+    assert audit()[-1].action == "test" and audit()[-1].succeeded is False
+
+
+def test_no_secret_in_logs_pages_json_or_database_files(app, admin, httpserver, caplog):
+    caplog.set_level(logging.DEBUG)
+    httpserver.expect_request(f"{PATH}/update-webhook-delivery").respond_with_json(
+        {"error": "null not allowed"}, status=400
+    )
+    httpserver.expect_request(f"{PATH}/me").respond_with_json({"token": INSTANCE_TOKEN})
+    httpserver.expect_request(f"{PATH}/status").respond_with_json({"connected": True})
+    served = [submit(admin).get_data(as_text=True)]
+    served.append(post_button(admin, "/settings/check").get_data(as_text=True))
+    served.append(admin.get("/settings").get_data(as_text=True))
+    served.append(json.dumps(admin.get("/api/status").json))
+    database = Path(app.config["DATA_DIR"]) / "dashboard.sqlite3"
+    stored = b"".join(
+        path.read_bytes() for path in database.parent.glob("dashboard.sqlite3*") if path.is_file()
+    )
+    # "werkzeug" records here are the fake Z-API server's own request log, not ours.
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "werkzeug")
+    assert "update-webhook-delivery" in logged
+    for secret in (INSTANCE_TOKEN, CLIENT_TOKEN):
+        assert secret not in logged
+        assert all(secret not in text for text in served)
+        assert secret.encode() not in stored
+    assert stored
