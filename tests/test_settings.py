@@ -196,3 +196,24 @@ def test_no_secret_in_logs_pages_json_or_database_files(app, admin, httpserver, 
         assert all(secret not in text for text in served)
         assert secret.encode() not in stored
     assert stored
+
+
+def test_check_before_saving_asks_for_the_instance_first(admin, httpserver):
+    page = post_button(admin, "/settings/check").get_data(as_text=True)
+    assert "Save the instance ID and token first." in page
+    assert httpserver.log == []
+
+
+def test_tokens_sealed_with_another_key_are_asked_for_again(app, admin, httpserver):
+    from cryptography.fernet import Fernet
+
+    from dashboard.extensions import vault
+
+    submit(admin, action="save")
+    vault.init(Fernet.generate_key().decode())  # as if the data dir's key were lost
+    try:
+        page = post_button(admin, "/settings/check").get_data(as_text=True)
+    finally:
+        vault.init(app.config["SETTINGS_KEY"])
+    assert "cannot be decrypted" in page
+    assert httpserver.log == []

@@ -18,6 +18,7 @@ from .. import deliveries, selftest, settings
 from ..auth import admin_required
 from ..extensions import db, vault
 from ..forms import EmptyForm, SettingsForm
+from ..vault import VaultError
 from ..zapi import ZapiClient, ZapiError
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
@@ -63,13 +64,13 @@ def check():
     """Ask Z-API where it sends delivery callbacks and whether the instance is connected."""
     with db.reading() as transaction:
         stored = settings.load(transaction)
-    credentials = settings.credentials(stored, vault)
-    if credentials is None:
-        return _report("check", False, _("Save the instance ID and token first."))
-    client = _client_for(credentials)
+    credentials, problem = _credentials(stored)
+    if problem:
+        return _report("check", False, problem)
     try:
-        configured = client.me()
-        state = client.status()
+        with _client_for(credentials) as client:
+            configured = client.me()
+            state = client.status()
     except ZapiError as exc:
         return _report("check", False, _(exc.message, **exc.params))
     ours = settings.webhook_url(stored.public_url, current_app.config["WEBHOOK_TOKEN"])
@@ -120,18 +121,36 @@ def reveal_webhook_url():
 
 def _apply(stored):
     """Tell Z-API our webhook URL(s), and report the outcome."""
-    client = _client_for(settings.credentials(stored, vault))
+    credentials, problem = _credentials(stored)
+    if problem:
+        _report("apply", False, problem)
+        return
     url = settings.webhook_url(stored.public_url, current_app.config["WEBHOOK_TOKEN"])
     kinds = ("delivery", "message-status") if stored.set_message_status else ("delivery",)
     try:
-        for kind in kinds:
-            client.set_webhook(kind, url)
+        with _client_for(credentials) as client:
+            for kind in kinds:
+                client.set_webhook(kind, url)
     except ZapiError as exc:
         _report("apply", False, _(exc.message, **exc.params))
         return
     with db.writing() as transaction:
         settings.mark_applied(transaction, transaction.merge(stored))
     _report("apply", True, _("Z-API accepted the webhook address. Waiting for the first callback."))
+
+
+def _credentials(stored):
+    """The opened tokens and None, or None and a message saying why there are none."""
+    try:
+        found = settings.credentials(stored, vault)
+    except VaultError:
+        return None, _(
+            "The stored tokens cannot be decrypted with this data directory's key; "
+            "paste them again and save."
+        )
+    if found is None:
+        return None, _("Save the instance ID and token first.")
+    return found, None
 
 
 def _client_for(credentials):
