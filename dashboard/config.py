@@ -17,6 +17,8 @@ SQLITE_SYNCHRONOUS_MODES = ("NORMAL", "FULL")
 
 DEFAULTS = {
     "ZAPI_BASE_URL": "https://api.z-api.io",
+    # How long one Z-API call may take to answer; each call is tried up to 3 times.
+    "ZAPI_TIMEOUT_SECONDS": 15.0,
     "PUBLIC_URL": None,
     "SQLITE_SYNCHRONOUS": "NORMAL",
     "AUTO_MIGRATE": True,

@@ -2,12 +2,16 @@
 
 import json
 import logging
+import threading
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
+from pytest_httpserver import HTTPServer
 from sqlalchemy import select
+from werkzeug import Response
 
-from dashboard.extensions import db
+from dashboard.extensions import db, vault
 from dashboard.models import SettingsChange
 
 from .support import csrf_token, free_port, make_user, sign_in
@@ -205,10 +209,6 @@ def test_check_before_saving_asks_for_the_instance_first(admin, httpserver):
 
 
 def test_tokens_sealed_with_another_key_are_asked_for_again(app, admin, httpserver):
-    from cryptography.fernet import Fernet
-
-    from dashboard.extensions import vault
-
     submit(admin, action="save")
     vault.init(Fernet.generate_key().decode())  # as if the data dir's key were lost
     try:
@@ -217,3 +217,34 @@ def test_tokens_sealed_with_another_key_are_asked_for_again(app, admin, httpserv
         vault.init(app.config["SETTINGS_KEY"])
     assert "cannot be decrypted" in page
     assert httpserver.log == []
+
+
+def test_a_hung_zapi_times_out_and_the_page_says_so(app, admin, httpserver):
+    app.config["ZAPI_TIMEOUT_SECONDS"] = 0.3
+    released = threading.Event()
+
+    def hang(request):
+        released.wait(5)  # far longer than the timeout; released at the end of the test
+        return Response("{}", content_type="application/json")
+
+    httpserver.expect_request(f"{PATH}/update-webhook-delivery").respond_with_handler(hang)
+    try:
+        page = submit(admin).get_data(as_text=True)
+    finally:
+        released.set()
+    assert "did not answer within 1 seconds (3 tries)" in page
+    assert audit()[-1].succeeded is False
+
+
+def test_a_redirect_is_not_followed(admin, httpserver):
+    elsewhere = HTTPServer(host="127.0.0.1", port=free_port())
+    elsewhere.start()
+    try:
+        httpserver.expect_request(f"{PATH}/update-webhook-delivery").respond_with_data(
+            "", status=302, headers={"Location": elsewhere.url_for("/steal")}
+        )
+        page = submit(admin).get_data(as_text=True)
+        assert "redirect" in page
+        assert elsewhere.log == []
+    finally:
+        elsewhere.stop()

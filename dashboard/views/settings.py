@@ -159,6 +159,7 @@ def _client_for(credentials):
         credentials.instance_id,
         credentials.instance_token,
         credentials.client_token,
+        read_timeout=float(current_app.config["ZAPI_TIMEOUT_SECONDS"]),
     )
 
 
