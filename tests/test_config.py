@@ -17,12 +17,13 @@ def make(tmp_path, **config):
 
 def test_secrets_are_generated_once_with_mode_0600_and_reused(tmp_path):
     first = make(tmp_path)
-    for name in ("secret_key", "webhook_token"):
+    for name in ("secret_key", "webhook_token", "settings_key"):
         mode = stat.S_IMODE((tmp_path / name).stat().st_mode)
         assert mode == 0o600, name
     second = make(tmp_path)
     assert first.config["WEBHOOK_TOKEN"] == second.config["WEBHOOK_TOKEN"]
     assert first.config["SECRET_KEY"] == second.config["SECRET_KEY"]
+    assert first.config["SETTINGS_KEY"] == second.config["SETTINGS_KEY"]
     assert len(first.config["WEBHOOK_TOKEN"]) >= 22
 
 
