@@ -116,6 +116,7 @@ def start_https_server(data_dir: Path, cert: Path, key: Path) -> Server:
         process = subprocess.Popen(
             command,
             env=environment,
+            cwd=data_dir.parent,  # the factory is imported from the package, not the checkout
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
