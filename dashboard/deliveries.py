@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import Executable, bindparam, insert, select
+from sqlalchemy import Executable, bindparam, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -112,3 +112,33 @@ def last_received_at(session: Session) -> datetime | None:
 def latest(session: Session, limit: int) -> list[Delivery]:
     """The ``limit`` newest stored callbacks, newest first."""
     return list(session.scalars(select(Delivery).order_by(Delivery.id.desc()).limit(limit)))
+
+
+def to_json(delivery: Delivery) -> dict:
+    """A stored callback in the public JSON shape, with Z-API's own camelCase names."""
+    return {
+        "id": delivery.id,
+        "receivedAt": delivery.received_at.isoformat().replace("+00:00", "Z"),
+        "type": delivery.type,
+        "instanceId": delivery.instance_id,
+        "phone": delivery.phone,
+        "messageId": delivery.message_id,
+        "zaapId": delivery.zaap_id,
+        "momment": delivery.momment,
+        "error": delivery.error,
+        "errorCode": delivery.error_code,
+        "status": delivery.status,
+        "isGroup": delivery.is_group,
+        "participant": delivery.participant,
+    }
+
+
+def newer_than(session: Session, after: int, limit: int) -> list[Delivery]:
+    """Up to ``limit`` callbacks with an id above ``after``, oldest first."""
+    query = select(Delivery).where(Delivery.id > after).order_by(Delivery.id).limit(limit)
+    return list(session.scalars(query))
+
+
+def newest_id(session: Session) -> int:
+    """The id of the newest stored callback, 0 before the first."""
+    return session.scalar(select(func.max(Delivery.id))) or 0
