@@ -8,10 +8,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from . import auth, config, errors, i18n, logs, migrate, navigation, security
 from .config import ConfigError
-from .extensions import babel, csrf, db, vault
+from .extensions import babel, csrf, db, sock, vault
 from .logs import database_reason
 from .paths import resource_dir
-from .views import account, api, feed, health, users, webhooks
+from .views import account, api, feed, health, live, users, webhooks
 from .views import auth as auth_views
 from .views import settings as settings_views
 
@@ -24,6 +24,7 @@ BLUEPRINTS = (
     account.bp,
     settings_views.bp,
     api.bp,
+    live.bp,
 )
 
 
@@ -45,6 +46,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     auth.init(app)
     i18n.init(app, babel)
     navigation.init(app)
+    sock.init_app(app)
     errors.register(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)

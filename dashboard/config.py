@@ -28,6 +28,10 @@ DEFAULTS = {
     "WRITE_TIMEOUT_SECONDS": 30.0,
     # How many reverse proxies in front of us set X-Forwarded-*; 0 trusts none.
     "TRUSTED_PROXIES": 0,
+    # Each open live feed holds one thread; the rest stay free for Z-API's webhook calls.
+    "SOCKETS_PER_WORKER": 48,
+    # Ping every open socket; one that stops answering is closed and its thread freed.
+    "SOCK_SERVER_OPTIONS": {"ping_interval": 25, "max_message_size": 4096},
     # CSRF tokens last as long as the session, so a page left open all day still submits.
     "WTF_CSRF_TIME_LIMIT": None,
 }

@@ -142,3 +142,8 @@ def newer_than(session: Session, after: int, limit: int) -> list[Delivery]:
 def newest_id(session: Session) -> int:
     """The id of the newest stored callback, 0 before the first."""
     return session.scalar(select(func.max(Delivery.id))) or 0
+
+
+def count_newer_than(session: Session, after: int) -> int:
+    """How many callbacks have an id above ``after``."""
+    return session.scalar(select(func.count()).select_from(Delivery).where(Delivery.id > after))

@@ -7,7 +7,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 # Routes called by programs answer errors in JSON, whatever went wrong.
-JSON_SECTIONS = {"webhooks", "api", "healthz"}
+JSON_SECTIONS = {"webhooks", "api", "healthz", "ws"}
 
 # What each error means to a person, in their language.
 EXPLANATIONS = {

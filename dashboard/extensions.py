@@ -2,15 +2,20 @@
 
 from flask_babel import Babel
 from flask_login import LoginManager
+from flask_sock import Sock
 from flask_wtf.csrf import CSRFProtect
 
 from .database import Database
+from .live import Hub
 from .vault import Vault
 from .writer import BatchWriter
 
 db = Database()
-callback_writer = BatchWriter(db.writing)
+hub = Hub(db)
+# The writer wakes this process's live poller the moment a batch commits.
+callback_writer = BatchWriter(db.writing, on_commit=hub.notify)
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
+sock = Sock()
 vault = Vault()

@@ -2,6 +2,7 @@
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
+from gunicorn.workers.gthread import ThreadWorker
 
 from .logs import protect
 
@@ -20,6 +21,22 @@ class RedactingLogger(Logger):
         super().setup(cfg)
         protect(self.access_log)
         protect(self.error_log)
+
+
+class DashboardWorker(ThreadWorker):
+    """gunicorn's threaded worker, closing live sockets with 1001 when asked to stop.
+
+    Sockets would otherwise hold the worker until the graceful timeout; closed with
+    "going away", browsers reconnect at once to the next worker.
+    """
+
+    def handle_exit(self, sig, frame):
+        """Close this worker's sockets, then stop as gunicorn does."""
+        from .extensions import hub
+        from .live import GOING_AWAY
+
+        hub.close_all(GOING_AWAY)
+        super().handle_exit(sig, frame)
 
 
 class DashboardServer(BaseApplication):
@@ -47,7 +64,7 @@ def server_options(host: str, port: int, workers: int, threads: int) -> dict:
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",
+        "worker_class": DashboardWorker,
         "logger_class": RedactingLogger,
         "accesslog": "-",
         "errorlog": "-",

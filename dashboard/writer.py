@@ -52,8 +52,13 @@ class _Pending:
 class BatchWriter:
     """Stores callbacks in batches from a single background thread of this process."""
 
-    def __init__(self, open_write_session: Callable[[], AbstractContextManager[Session]]):
+    def __init__(
+        self,
+        open_write_session: Callable[[], AbstractContextManager[Session]],
+        on_commit: Callable[[], None] = lambda: None,
+    ):
         self._open_write_session = open_write_session
+        self._on_commit = on_commit
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._owner_pid: int | None = None
@@ -103,6 +108,7 @@ class BatchWriter:
             if len(batch) == 1:
                 batch[0].finish(error=exc)
             return False
+        self._on_commit()
         for pending, result in zip(batch, results, strict=True):
             pending.finish(result)
         return True

@@ -1,0 +1,191 @@
+"""Live fan-out: this process's sockets, fed by one poller thread on the row id cursor.
+
+Every process (gunicorn worker, app instance) runs its own poller, so a row stored by
+any of them reaches every socket. The process that stores a row wakes its poller at once;
+the others learn of new rows from the database itself: on SQLite by watching the file's
+write-ahead log change (a stat call, no query), on PostgreSQL by a short polling interval.
+"""
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import deliveries
+from .database import Database
+from .logs import database_reason
+
+log = logging.getLogger(__name__)
+
+# How often other processes' commits are looked for: a stat call on SQLite.
+SQLITE_WATCH_SECONDS = 0.02
+# PostgreSQL has no file to watch; a query this often costs little with the id index.
+POSTGRES_POLL_SECONDS = 0.2
+# On PostgreSQL an id allotted earlier can commit later; a gap in the ids is waited for
+# this long before the cursor moves past it for good.
+LATE_COMMIT_SECONDS = 10.0
+BATCH = 500
+GOING_AWAY = 1001
+
+
+class Subscriber:
+    """One open socket's inbox: (id, frame) pairs, or a close code to leave with."""
+
+    def __init__(self) -> None:
+        self.inbox: queue.SimpleQueue[tuple[int, str] | int] = queue.SimpleQueue()
+
+
+def event_frame(name: str, data: dict) -> str:
+    """One text frame of the live protocol: ``{"event": name, "data": data}``."""
+    return json.dumps({"event": name, "data": data})
+
+
+class Cursor:
+    """The highest id below which every row has been seen, tolerant of late commits."""
+
+    def __init__(self, start: int) -> None:
+        self.low = start
+        self._seen: set[int] = set()
+        self._gap_since: dict[int, float] = {}
+
+    def is_new(self, row_id: int) -> bool:
+        """Whether ``row_id`` has not been emitted yet."""
+        return row_id > self.low and row_id not in self._seen
+
+    def mark(self, row_id: int) -> None:
+        """Remember that ``row_id`` was emitted."""
+        self._seen.add(row_id)
+
+    def advance(self, now: float) -> None:
+        """Move ``low`` over emitted ids, and over gaps that waited long enough."""
+        while self._seen:
+            following = self.low + 1
+            if following in self._seen:
+                self._seen.discard(following)
+                self._gap_since.pop(following, None)
+                self.low = following
+                continue
+            first_seen = self._gap_since.setdefault(following, now)
+            if now - first_seen < LATE_COMMIT_SECONDS:
+                return
+            self._gap_since.pop(following, None)
+            self.low = following  # never committed (rolled back or a skipped sequence value)
+
+
+class Hub:
+    """This process's sockets and the poller thread that feeds them."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._lock = threading.Lock()
+        self._subscribers: set[Subscriber] = set()
+        self._cursor: Cursor | None = None
+        self._wake = threading.Event()
+        self._owner_pid: int | None = None
+
+    @property
+    def count(self) -> int:
+        """How many sockets this process has open."""
+        return len(self._subscribers)
+
+    def subscribe(self) -> Subscriber:
+        """Register a socket; every row committed after this call will reach it."""
+        subscriber = Subscriber()
+        with self._lock:
+            if self._cursor is None:
+                # Rows up to here are the socket's catch-up; the poller takes the rest.
+                with self._db.reading() as session:
+                    self._cursor = Cursor(deliveries.newest_id(session))
+            self._subscribers.add(subscriber)
+            if self._owner_pid != os.getpid():
+                # Threads do not survive fork: each worker starts its own poller.
+                self._owner_pid = os.getpid()
+                threading.Thread(target=self._run, name="live-poller", daemon=True).start()
+        self._wake.set()
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Forget a socket that closed; the last one stops the polling."""
+        with self._lock:
+            self._subscribers.discard(subscriber)
+            if not self._subscribers:
+                self._cursor = None
+
+    def notify(self) -> None:
+        """A row was just committed by this process: read it now, if anyone listens."""
+        if self._subscribers:
+            self._wake.set()
+
+    def close_all(self, code: int) -> None:
+        """Ask every socket of this process to close with ``code`` (e.g. 1001 at shutdown)."""
+        with self._lock:
+            for subscriber in self._subscribers:
+                subscriber.inbox.put(code)
+
+    def _run(self) -> None:
+        changed = self._change_detector()
+        interval = SQLITE_WATCH_SECONDS if self._db.is_sqlite else POSTGRES_POLL_SECONDS
+        while True:
+            if not self._subscribers:
+                self._wake.clear()
+                self._wake.wait()  # no socket open: no polling at all
+            woken = self._wake.wait(interval)
+            self._wake.clear()
+            if not woken and not changed():
+                continue
+            try:
+                self._emit()
+            except SQLAlchemyError as exc:
+                log.warning("Live feed could not read new rows: %s", database_reason(exc))
+                time.sleep(1)
+
+    def _emit(self) -> None:
+        cursor = self._cursor
+        if cursor is None:
+            return
+        with self._db.reading() as session:
+            rows = deliveries.newer_than(session, cursor.low, BATCH)
+        frames = [
+            (row.id, event_frame("delivery", deliveries.to_json(row)))
+            for row in rows
+            if cursor.is_new(row.id)
+        ]
+        for row_id, _ in frames:
+            cursor.mark(row_id)
+        cursor.advance(time.monotonic())
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for frame in frames:
+            for subscriber in subscribers:
+                subscriber.inbox.put(frame)
+        if len(rows) == BATCH:
+            self._wake.set()  # more are waiting
+
+    def _change_detector(self) -> Callable[[], bool]:
+        """A cheap check for commits made by other processes."""
+        if not self._db.is_sqlite:
+            return lambda: True
+        database = Path(self._db.engine.url.database)
+        watched = (database, database.with_name(database.name + "-wal"))
+        last: list = []
+
+        def changed() -> bool:
+            state = []
+            for path in watched:
+                try:
+                    info = path.stat()
+                    state.append((info.st_mtime_ns, info.st_size))
+                except FileNotFoundError:
+                    state.append(None)
+            if state == last:
+                return False
+            last[:] = state
+            return True
+
+        return changed
