@@ -88,6 +88,11 @@ def test_every_string_has_a_finished_translation(language):
     )
 
 
+def frozen(value):
+    """Plural forms come back as lists from a .mo and as tuples from a .po."""
+    return tuple(value) if isinstance(value, list | tuple) else value
+
+
 @pytest.mark.parametrize("language", TRANSLATED)
 def test_compiled_catalog_matches_the_po_file(language):
     mo_path = po_path(language).with_suffix(".mo")
@@ -96,11 +101,15 @@ def test_compiled_catalog_matches_the_po_file(language):
         compiled = read_mo(mo)
     # What `pybabel compile` keeps: translated, non-fuzzy messages.
     expected = {
-        (message.context, message.id): message.string
+        (message.context, frozen(message.id)): frozen(message.string)
         for message in catalog(language)
         if message.id and all(strings(message)) and not message.fuzzy
     }
-    actual = {(message.context, message.id): message.string for message in compiled if message.id}
+    actual = {
+        (message.context, frozen(message.id)): frozen(message.string)
+        for message in compiled
+        if message.id
+    }
     assert actual == expected, f"{mo_path} is stale: run pybabel compile -d dashboard/translations"
 
 

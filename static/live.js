@@ -1,0 +1,460 @@
+// The live feed: new callbacks pushed over a WebSocket, drawn from the server's own row
+// template, with filters, a pause button and the connection state always on screen.
+// Every word shown comes from data-* attributes the page renders in its own language.
+(function () {
+  "use strict";
+  const root = document.getElementById("live-feed");
+  const template = document.getElementById("delivery-row");
+  if (!root || !template || !("WebSocket" in window)) return;
+
+  const MAX_ROWS = 500;
+  const FIRST_DELAY_MS = 1000;
+  const MAX_DELAY_MS = 30000;
+  const JITTER = 0.3;
+  const OFFLINE_ALERT_MS = 10000;
+  const FAILURES_BEFORE_SESSION_CHECK = 3;
+  const COPIED_MS = 2000;
+  const CLOSE_POLICY = 1008;
+
+  const text = root.dataset;
+  const table = root.querySelector("[data-feed-table]");
+  const rows = root.querySelector("[data-feed-rows]");
+  const empty = root.querySelector("[data-feed-empty]");
+  const controls = root.querySelector("[data-feed-controls]");
+  const failedOnly = root.querySelector("[data-filter-failed]");
+  const typeFilter = root.querySelector("[data-filter-type]");
+  const pauseButton = root.querySelector("[data-pause]");
+  const heldLine = root.querySelector("[data-held]");
+  const connectionLine = root.querySelector("[data-connection]");
+  const offlineBanner = root.querySelector("[data-offline-banner]");
+  const gapBanner = root.querySelector("[data-gap-banner]");
+  const gapText = root.querySelector("[data-gap-text]");
+  const announcer = root.querySelector("[data-announcer]");
+  const columns = table.tHead ? table.tHead.rows[0].cells.length : 5;
+  const canCopy = Boolean(navigator.clipboard && navigator.clipboard.writeText);
+
+  // -- words and numbers in the page's language ----------------------------------------
+
+  const language = document.documentElement.lang || undefined;
+
+  function intl(make) {
+    try {
+      return make(language);
+    } catch (error) {
+      return make(undefined); // an unknown language tag: the browser's own
+    }
+  }
+
+  const dateTimeFormat = intl(function (locale) {
+    return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "medium" });
+  });
+  const clockFormat = intl(function (locale) {
+    return new Intl.DateTimeFormat(locale, { timeStyle: "medium" });
+  });
+  const numberFormat = intl(function (locale) { return new Intl.NumberFormat(locale); });
+  const pluralRules = intl(function (locale) { return new Intl.PluralRules(locale); });
+
+  // A counted text: data-text-<key>-one or data-text-<key>-other, with {count} filled in.
+  function counted(key, count) {
+    const form = pluralRules.select(count) === "one" ? "One" : "Other";
+    return text[key + form].replace("{count}", numberFormat.format(count));
+  }
+
+  // "2026-04-29 14:05:09 UTC", like the title the server writes.
+  function utcTitle(date) {
+    return text.utcFormat.replace("{time}", date.toISOString().slice(0, 19).replace("T", " "));
+  }
+
+  // Show a <time datetime="..."> in the browser's time zone, with UTC on hover.
+  function localizeTime(time) {
+    const date = new Date(time.dateTime);
+    if (Number.isNaN(date.getTime())) return;
+    time.textContent = dateTimeFormat.format(date);
+    time.title = utcTitle(date);
+  }
+
+  // -- rows ----------------------------------------------------------------------------
+
+  function asText(value) {
+    return value === null || value === undefined ? "" : String(value);
+  }
+
+  function field(row, name) {
+    return row.querySelector('[data-field="' + name + '"]');
+  }
+
+  // Drop a part of the skeleton this delivery does not use, as _delivery_row.html would.
+  function keepIf(element, wanted) {
+    if (element && !wanted) element.remove();
+  }
+
+  // A live row: the skeleton in <template id="delivery-row">, filled with textContent only.
+  function buildRow(delivery) {
+    const row = template.content.firstElementChild.cloneNode(true);
+    const failed = Boolean(delivery.error);
+    row.dataset.id = String(delivery.id);
+    row.dataset.type = asText(delivery.type);
+    if (failed) {
+      row.dataset.failed = "";
+      row.classList.add("delivery-failed");
+    }
+
+    const time = field(row, "receivedAt");
+    time.dateTime = asText(delivery.receivedAt);
+    time.textContent = asText(delivery.receivedAt);
+    localizeTime(time);
+
+    const phone = field(row, "phone");
+    phone.dataset.phone = asText(delivery.phone);
+    phone.textContent = asText(delivery.phone);
+    field(row, "type").textContent = asText(delivery.type);
+
+    // Status: error -> "Failed", its code and its text; else status; else "Handed to WhatsApp".
+    keepIf(row.querySelector('[data-part="failed"]'), failed);
+    const code = field(row, "errorCode");
+    code.textContent = asText(delivery.errorCode);
+    keepIf(code, failed && Boolean(delivery.errorCode));
+    const error = field(row, "error");
+    error.textContent = asText(delivery.error);
+    keepIf(error, failed);
+    const status = field(row, "status");
+    status.textContent = asText(delivery.status);
+    keepIf(status, !failed && Boolean(delivery.status));
+    keepIf(
+      row.querySelector('[data-part="handed"]'),
+      !failed && !delivery.status && delivery.type === "DeliveryCallback"
+    );
+
+    const messageId = field(row, "messageId");
+    const copy = row.querySelector("[data-copy]");
+    if (delivery.messageId) {
+      messageId.textContent = asText(delivery.messageId);
+      if (copy) copy.hidden = !canCopy;
+    } else {
+      messageId.parentNode.textContent = ""; // no id: no code, no copy button
+    }
+    return row;
+  }
+
+  function deliveryRows() {
+    return rows.querySelectorAll("tr.delivery");
+  }
+
+  function hasRow(id) {
+    return rows.querySelector('tr.delivery[data-id="' + id + '"]') !== null;
+  }
+
+  function showTable() {
+    table.hidden = false;
+    if (empty) empty.hidden = true;
+  }
+
+  // At most MAX_ROWS rows: the oldest go, and a divider left with nothing under it too.
+  function trim() {
+    const all = deliveryRows();
+    for (let index = MAX_ROWS; index < all.length; index += 1) all[index].remove();
+    const last = rows.lastElementChild;
+    if (last && last.classList.contains("feed-divider")) last.remove();
+  }
+
+  function insertRow(delivery) {
+    const row = buildRow(delivery);
+    applyFilters(row);
+    rows.prepend(row); // newest on top
+    showTable();
+    trim();
+  }
+
+  // "N deliveries arrived while you were offline", above the rows it speaks of.
+  function insertDivider(count) {
+    rows.querySelectorAll("tr.feed-divider").forEach(function (old) { old.remove(); });
+    const row = document.createElement("tr");
+    row.className = "feed-divider";
+    const cell = document.createElement("td");
+    cell.colSpan = columns;
+    cell.textContent = counted("textDivider", count);
+    row.appendChild(cell);
+    rows.prepend(row);
+    showTable();
+  }
+
+  // -- filters -------------------------------------------------------------------------
+
+  function matches(row) {
+    if (failedOnly.checked && !("failed" in row.dataset)) return false;
+    return !typeFilter.value || row.dataset.type === typeFilter.value;
+  }
+
+  function applyFilters(row) {
+    row.hidden = !matches(row);
+  }
+
+  function applyFiltersToAll() {
+    deliveryRows().forEach(applyFilters);
+  }
+
+  // Types seen on the page join the type filter, in alphabetical order.
+  function offerType(type) {
+    if (!type) return;
+    const options = Array.from(typeFilter.options).slice(1); // after "All types"
+    if (options.some(function (option) { return option.value === type; })) return;
+    const option = document.createElement("option");
+    option.value = type;
+    option.textContent = type;
+    const next = options.find(function (other) { return other.value > type; });
+    typeFilter.insertBefore(option, next || null);
+  }
+
+  // -- pause ---------------------------------------------------------------------------
+
+  let paused = false;
+  let held = []; // rows (and dividers) that arrived while paused, oldest first
+  let heldCount = 0;
+
+  function showHeld() {
+    heldLine.hidden = heldCount === 0;
+    heldLine.textContent = heldCount ? counted("textNew", heldCount) : "";
+  }
+
+  function hold(item) {
+    held.push(item);
+    if (held.length > MAX_ROWS + 1) held.shift(); // the table would drop them anyway
+    if (item.delivery) heldCount += 1;
+    showHeld();
+  }
+
+  function show(item) {
+    if (item.delivery) insertRow(item.delivery);
+    else insertDivider(item.divider);
+  }
+
+  function setPaused(value) {
+    paused = value;
+    pauseButton.textContent = paused ? text.textResume : text.textPause;
+    if (!paused) {
+      const items = held;
+      held = [];
+      heldCount = 0;
+      items.forEach(show);
+    }
+    showHeld();
+  }
+
+  function add(item) {
+    if (paused) hold(item);
+    else show(item);
+  }
+
+  // -- incoming events -----------------------------------------------------------------
+
+  // The highest id seen is where a reconnect resumes. Ids shown are remembered one by one,
+  // not as "everything below lastId": on PostgreSQL a lower id can commit, and arrive, late.
+  const SEEN_LIMIT = 5000;
+  const seen = new Set();
+  let lastId = 0;
+
+  function remember(id) {
+    seen.add(id);
+    if (seen.size > SEEN_LIMIT) seen.delete(seen.values().next().value);
+    lastId = Math.max(lastId, id);
+  }
+
+  deliveryRows().forEach(function (row) {
+    remember(Number(row.dataset.id) || 0);
+  });
+
+  function receive(delivery) {
+    if (!delivery || typeof delivery.id !== "number") return;
+    if (seen.has(delivery.id) || hasRow(delivery.id)) return; // never twice
+    remember(delivery.id);
+    offerType(asText(delivery.type));
+    add({ delivery: delivery });
+  }
+
+  function onMessage(event) {
+    let message;
+    try {
+      message = JSON.parse(event.data);
+    } catch (error) {
+      return;
+    }
+    if (!message || typeof message !== "object") return;
+    const data = message.data || {};
+    if (message.event === "delivery") {
+      receive(data);
+    } else if (message.event === "caught-up") {
+      healthy();
+      if (typeof data.latest === "number") lastId = Math.max(lastId, data.latest);
+      if (wasDisconnected && data.count > 0) add({ divider: data.count });
+    } else if (message.event === "gap") {
+      healthy();
+      if (typeof data.latest === "number") lastId = Math.max(lastId, data.latest);
+      gapText.textContent = counted("textGap", Number(data.missed) || 0);
+      gapBanner.hidden = false;
+    }
+  }
+
+  // -- connection ----------------------------------------------------------------------
+
+  let socket = null;
+  let stopped = false;
+  let delay = FIRST_DELAY_MS;
+  let failures = 0; // connections in a row that never opened
+  let wasDisconnected = false;
+  let downSince = null;
+  let retryTimer = null;
+  let offlineTimer = null;
+
+  function setConnection(state, words) {
+    connectionLine.dataset.state = state;
+    if (connectionLine.textContent !== words) connectionLine.textContent = words;
+  }
+
+  function showOffline() {
+    offlineTimer = null;
+    setConnection("offline", text.textOfflineSince.replace("{time}", clockFormat.format(downSince)));
+    offlineBanner.textContent = text.textOfflineBanner;
+    offlineBanner.hidden = false;
+  }
+
+  function healthy() {
+    delay = FIRST_DELAY_MS; // only once the server talks: a socket closed at once backs off
+  }
+
+  function goToLogin() {
+    stop();
+    window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+  }
+
+  // Signed out while away? The handshake cannot say so; /api/status can.
+  function checkSession() {
+    fetch("/api/status", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        if (response.status === 401) goToLogin();
+      })
+      .catch(function () { /* the server is down: keep trying */ });
+  }
+
+  function scheduleReconnect() {
+    const jitter = 1 + (Math.random() * 2 - 1) * JITTER;
+    retryTimer = window.setTimeout(connect, Math.round(delay * jitter));
+    delay = Math.min(delay * 2, MAX_DELAY_MS);
+  }
+
+  function onOpen() {
+    failures = 0;
+    downSince = null;
+    window.clearTimeout(offlineTimer);
+    offlineTimer = null;
+    offlineBanner.hidden = true;
+    setConnection("live", text.textLive);
+  }
+
+  function onClose(code, opened) {
+    if (stopped) return;
+    if (code === CLOSE_POLICY) {
+      goToLogin(); // the session ended or the account was disabled
+      return;
+    }
+    wasDisconnected = true;
+    failures = opened ? 0 : failures + 1;
+    if (downSince === null) {
+      downSince = new Date();
+      offlineTimer = window.setTimeout(showOffline, OFFLINE_ALERT_MS);
+    }
+    if (offlineTimer !== null) setConnection("reconnecting", text.textReconnecting);
+    if (failures >= FAILURES_BEFORE_SESSION_CHECK) checkSession();
+    scheduleReconnect();
+  }
+
+  function connect() {
+    retryTimer = null;
+    if (stopped) return;
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    const url = scheme + "//" + window.location.host + "/ws/deliveries?after=" + lastId;
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch (error) {
+      onClose(0, false);
+      return;
+    }
+    let opened = false;
+    socket = ws;
+    ws.addEventListener("open", function () {
+      opened = true;
+      onOpen();
+    });
+    ws.addEventListener("message", function (event) {
+      if (socket === ws) onMessage(event);
+    });
+    ws.addEventListener("close", function (event) {
+      if (socket !== ws) return;
+      socket = null;
+      onClose(event.code, opened);
+    });
+  }
+
+  function stop() {
+    stopped = true;
+    window.clearTimeout(retryTimer);
+    window.clearTimeout(offlineTimer);
+    retryTimer = null;
+    offlineTimer = null;
+    if (socket) {
+      const closing = socket;
+      socket = null;
+      closing.close();
+    }
+  }
+
+  // Back online: do not wait out the back-off.
+  window.addEventListener("online", function () {
+    if (retryTimer !== null) {
+      window.clearTimeout(retryTimer);
+      connect();
+    }
+  });
+  // Leaving the page: close quietly. Coming back from the back/forward cache: reconnect.
+  window.addEventListener("pagehide", stop);
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) return;
+    stopped = false;
+    delay = FIRST_DELAY_MS;
+    setConnection("connecting", text.textConnecting);
+    connect();
+  });
+
+  // -- copy ----------------------------------------------------------------------------
+
+  rows.addEventListener("click", function (event) {
+    const button = event.target.closest("[data-copy]");
+    if (!button) return;
+    const value = field(button.closest("tr"), "messageId");
+    if (!value) return;
+    if (!button.dataset.label) button.dataset.label = button.textContent;
+    navigator.clipboard.writeText(value.textContent).then(function () {
+      button.textContent = text.textCopied;
+      announcer.textContent = text.textCopied;
+      window.setTimeout(function () {
+        button.textContent = button.dataset.label;
+        announcer.textContent = "";
+      }, COPIED_MS);
+    }).catch(function () { /* clipboard refused: nothing copied, nothing claimed */ });
+  });
+
+  // -- start ---------------------------------------------------------------------------
+
+  root.querySelectorAll("tbody time[datetime]").forEach(localizeTime);
+  root.querySelectorAll("tbody [data-copy]").forEach(function (button) { button.hidden = !canCopy; });
+  failedOnly.addEventListener("change", applyFiltersToAll);
+  typeFilter.addEventListener("change", applyFiltersToAll);
+  pauseButton.addEventListener("click", function () { setPaused(!paused); });
+  gapBanner.querySelector("[data-reload]").addEventListener("click", function () {
+    window.location.reload();
+  });
+  applyFiltersToAll(); // the browser may have kept the filters' values across a reload
+  controls.hidden = false;
+  setConnection("connecting", text.textConnecting);
+  connect();
+})();
