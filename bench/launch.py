@@ -12,16 +12,6 @@ from dashboard import create_app, server
 from dashboard.extensions import db
 
 
-class BareServer(server.DashboardServer):
-    """The dashboard's gunicorn application, serving the bare Flask app instead."""
-
-    def load(self):
-        """Build the bare app in each worker, as DashboardServer builds the real one."""
-        from bare_app import create_bare_app  # bench/ is on sys.path: this script lives there
-
-        return create_bare_app()
-
-
 def benchmark_options(port: int, workers: int, threads: int) -> dict:
     """The ``serve`` settings on 127.0.0.1, with the access log turned off."""
     options = server.server_options("127.0.0.1", port, workers, threads)
@@ -43,13 +33,15 @@ def main() -> None:
 
     options = benchmark_options(args.port, args.workers, args.threads)
     if args.app == "bare":
-        BareServer(options).run()
+        from bare_app import create_bare_app  # bench/ is on sys.path: this script lives there
+
+        server.run(options, create_bare_app())
         return
-    # As `zapi-dashboard serve` does: validate and migrate once in the master, then let
-    # each worker open its own connections.
-    create_app()
+    # As `zapi-dashboard serve` does: build and migrate once in the master, then let each
+    # worker open its own connections.
+    app = create_app()
     db.engine.dispose()
-    server.run(options)
+    server.run(options, app)
 
 
 if __name__ == "__main__":

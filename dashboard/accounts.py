@@ -147,6 +147,17 @@ def session_user(session: Session, token: str) -> SessionUser | None:
     return SessionUser.of(user, token)
 
 
+def live_session_tokens(session: Session, tokens: set[str]) -> set[str]:
+    """Those of ``tokens`` whose session is still open for an enabled user."""
+    by_digest = {_digest(token): token for token in tokens}
+    alive = session.scalars(
+        select(UserSession.token_hash)
+        .join(User, User.id == UserSession.user_id)
+        .where(UserSession.token_hash.in_(by_digest), User.active)
+    )
+    return {by_digest[digest] for digest in alive}
+
+
 def end_session(session: Session, token: str) -> None:
     """End one session."""
     session.execute(delete(UserSession).where(UserSession.token_hash == _digest(token)))

@@ -73,7 +73,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             f"{public_base(app, local)}/setup/{token}"
         )
     db.engine.dispose()  # workers open their own connections
-    server.run(server.server_options(host, port, workers, threads))
+    server.run(server.server_options(host, port, workers, threads), app)
 
 
 @main.command("webhook-url")

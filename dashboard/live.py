@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import deliveries
+from . import accounts, deliveries
 from .database import Database
 from .logs import database_reason
 
@@ -31,13 +31,16 @@ POSTGRES_POLL_SECONDS = 0.2
 # this long before the cursor moves past it for good.
 LATE_COMMIT_SECONDS = 10.0
 BATCH = 500
-GOING_AWAY = 1001
+# A disabled user's or ended session's sockets close within this many seconds.
+SESSION_CHECK_SECONDS = 3.0
+GOING_AWAY, POLICY_VIOLATION = 1001, 1008
 
 
 class Subscriber:
     """One open socket's inbox: (id, frame) pairs, or a close code to leave with."""
 
-    def __init__(self) -> None:
+    def __init__(self, session_token: str | None) -> None:
+        self.session_token = session_token
         self.inbox: queue.SimpleQueue[tuple[int, str] | int] = queue.SimpleQueue()
 
 
@@ -94,9 +97,12 @@ class Hub:
         """How many sockets this process has open."""
         return len(self._subscribers)
 
-    def subscribe(self) -> Subscriber:
-        """Register a socket; every row committed after this call will reach it."""
-        subscriber = Subscriber()
+    def subscribe(self, session_token: str | None = None) -> Subscriber:
+        """Register a socket; every row committed after this call will reach it.
+
+        The socket is told to close when ``session_token``'s session ends.
+        """
+        subscriber = Subscriber(session_token)
         with self._lock:
             if self._cursor is None:
                 # Rows up to here are the socket's catch-up; the poller takes the rest.
@@ -131,19 +137,36 @@ class Hub:
     def _run(self) -> None:
         changed = self._change_detector()
         interval = SQLITE_WATCH_SECONDS if self._db.is_sqlite else POSTGRES_POLL_SECONDS
+        next_session_check = 0.0
         while True:
             if not self._subscribers:
                 self._wake.clear()
                 self._wake.wait()  # no socket open: no polling at all
             woken = self._wake.wait(interval)
             self._wake.clear()
-            if not woken and not changed():
-                continue
             try:
-                self._emit()
+                # One query for all of this process's sockets, instead of one per socket.
+                if time.monotonic() >= next_session_check:
+                    self._close_ended_sessions()
+                    next_session_check = time.monotonic() + SESSION_CHECK_SECONDS
+                if woken or changed():
+                    self._emit()
             except SQLAlchemyError as exc:
-                log.warning("Live feed could not read new rows: %s", database_reason(exc))
+                log.warning("Live feed could not read the database: %s", database_reason(exc))
                 time.sleep(1)
+
+    def _close_ended_sessions(self) -> None:
+        with self._lock:
+            subscribers = [s for s in self._subscribers if s.session_token]
+        if not subscribers:
+            return
+        with self._db.reading() as session:
+            alive = accounts.live_session_tokens(
+                session, {subscriber.session_token for subscriber in subscribers}
+            )
+        for subscriber in subscribers:
+            if subscriber.session_token not in alive:
+                subscriber.inbox.put(POLICY_VIOLATION)
 
     def _emit(self) -> None:
         cursor = self._cursor

@@ -1,5 +1,6 @@
 """The production server: gunicorn with threaded workers, serving create_app()."""
 
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
@@ -42,8 +43,9 @@ class DashboardWorker(ThreadWorker):
 class DashboardServer(BaseApplication):
     """Runs gunicorn in this process with settings given in code, not a config file."""
 
-    def __init__(self, options: dict):
+    def __init__(self, options: dict, app: Flask | None = None):
         self.options = options
+        self.application = app
         super().__init__()
 
     def load_config(self):
@@ -52,10 +54,8 @@ class DashboardServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        """Build the app in each worker (not in the master), so threads start after fork."""
-        from . import create_app
-
-        return create_app()
+        """The app, built once in the master and shared by the forked workers."""
+        return self.application
 
 
 def server_options(host: str, port: int, workers: int, threads: int) -> dict:
@@ -77,9 +77,21 @@ def server_options(host: str, port: int, workers: int, threads: int) -> dict:
         "keepalive": 5,
         # Proxy headers are trusted in one place only, the app's DASHBOARD_TRUSTED_PROXIES.
         "secure_scheme_headers": {},
+        # Workers fork from a master that already loaded the app: their memory pages are
+        # shared until written. Threads (writer, poller) start lazily in each worker.
+        "preload_app": True,
+        "post_fork": _forget_inherited_connections,
     }
 
 
-def run(options: dict) -> None:
-    """Start gunicorn and block until it exits."""
-    DashboardServer(options).run()
+def _forget_inherited_connections(arbiter, worker):
+    """A connection opened before fork must not be used by two processes."""
+    from .extensions import db
+
+    if db.engine is not None:
+        db.engine.dispose(close=False)
+
+
+def run(options: dict, app: Flask) -> None:
+    """Serve ``app`` with gunicorn and block until it exits."""
+    DashboardServer(options, app).run()

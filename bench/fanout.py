@@ -1,0 +1,989 @@
+"""Live fan-out benchmark: how fast a webhook reaches every open live feed, and at what cost.
+
+Starts ``zapi-dashboard serve`` (gunicorn with the production settings) on a free port of
+127.0.0.1 with a fresh data dir, creates an admin with the CLI, signs in, and opens N
+websocket clients on ``/ws/deliveries``, each read by its own thread that notes when every
+delivery arrived. It measures the server's memory with the N sockets idle, the workers' CPU
+over an idle window (with no socket open, then with the N sockets), and, while webhooks are
+POSTed at a steady pace, the end-to-end latency from the start of each POST to its receipt
+on every socket, next to the round trip of the same POSTs (the baseline of the same run).
+The exit code is 0 whatever the figures; non-zero only when the benchmark could not run.
+
+Usage: python bench/fanout.py [--clients 50] [--rate 50] [--duration 30]
+                              [--workers 2] [--threads 64] [--idle 10] [--warmup 1]
+"""
+
+import argparse
+import contextlib
+import http.client
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+try:
+    import websocket  # the websocket-client package
+except ImportError:  # reported as a benchmark failure, with the fix
+    websocket = None
+
+SEED_CALLBACK = {
+    "phone": "554499999999",
+    "zaapId": "A20DA9C0183A2D35A260F53F5D2B9244",
+    "messageId": "A20DA9C0183A2D35A260F53F5D2B9244",
+    "type": "DeliveryCallback",
+    "instanceId": "instance.id",
+}
+ADMIN = "bench-admin"
+
+GOAL_P99_MS = 100.0
+GOAL_MAX_MS = 500.0
+GOAL_IDLE_CPU_PERCENT = 1.0
+GOAL_RSS_MB = 150.0
+MB = 1_000_000  # the goal's unit; /proc reports KiB
+
+# Generous: a cold start on a busy 2-core machine imports Flask, SQLAlchemy and Alembic.
+START_DEADLINE_S = 60.0
+# gunicorn's graceful_timeout is 20 s; the workers close live sockets with 1001 at once.
+STOP_DEADLINE_S = 30.0
+CONNECT_DEADLINE_S = 60.0
+# After the last POST has its answer, every socket must have every delivery by then.
+DELIVERY_DEADLINE_S = 30.0
+# The webhook waits up to WRITE_TIMEOUT_SECONDS (30 s) for its commit before a 503.
+REQUEST_TIMEOUT_S = 40.0
+POLL_INTERVAL_S = 0.05
+# Above this (% of one core) other processes' CPU use during the load is pointed out.
+BUSY_MACHINE_PERCENT = 10.0
+# Threads that send the paced POSTs: enough that a slow answer never delays the next one.
+POST_THREADS = 16
+
+CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TCP_ESTABLISHED = "01"
+
+
+class BenchError(Exception):
+    """The benchmark could not run; the message says why."""
+
+
+# --- the server -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running ``zapi-dashboard serve`` and where its output goes."""
+
+    process: subprocess.Popen
+    port: int
+    token: str
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        """The server's address, e.g. ``http://127.0.0.1:8000``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def webhook_url(self) -> str:
+        """The webhook URL, token included."""
+        return f"{self.base_url}/webhooks/{self.token}"
+
+    def log_text(self) -> str:
+        """Everything the server wrote to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def parse_args() -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50, help="open live sockets")
+    parser.add_argument("--rate", type=float, default=50.0, help="webhook POSTs per second")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of POSTs")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=64, help="threads per worker")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of each idle window")
+    parser.add_argument(
+        "--warmup", type=float, default=1.0, help="seconds of unmeasured POSTs first (0: none)"
+    )
+    parser.add_argument("--keep-temp", action="store_true", help="keep the temp dir (log, db)")
+    args = parser.parse_args()
+    for name in ("clients", "rate", "duration", "workers", "threads", "idle"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} must be positive")
+    return args
+
+
+def cli_path() -> str:
+    """The ``zapi-dashboard`` console script of this virtualenv."""
+    beside = Path(sys.executable).with_name("zapi-dashboard")
+    found = str(beside) if beside.exists() else shutil.which("zapi-dashboard")
+    if found is None:
+        raise BenchError("zapi-dashboard is not installed (pip install -e . in the repository)")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_env(data_dir: Path, token: str) -> dict[str, str]:
+    """This process's environment with only the benchmark's DASHBOARD_* settings."""
+    # An inherited DASHBOARD_DATABASE_URL (say) would point the benchmark at a real database.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DASHBOARD_")}
+    env["DASHBOARD_DATA_DIR"] = str(data_dir)
+    env["DASHBOARD_WEBHOOK_TOKEN"] = token
+    return env
+
+
+def create_admin(env: dict[str, str], password: str) -> None:
+    """Add the benchmark's admin with ``zapi-dashboard create-user --password-stdin``."""
+    command = [cli_path(), "create-user", ADMIN, "--role", "admin", "--password-stdin"]
+    try:
+        result = subprocess.run(
+            command,
+            input=password + "\n",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=START_DEADLINE_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError("create-user did not finish in time") from None
+    if result.returncode != 0:
+        raise BenchError(f"create-user failed: {result.stderr.strip() or result.stdout.strip()}")
+
+
+@contextlib.contextmanager
+def running_server(args: argparse.Namespace, workdir: Path, env: dict) -> Iterator[Server]:
+    """Start ``zapi-dashboard serve``, wait until every worker answers, and always stop it."""
+    port = free_port()
+    log_path = workdir / "server.log"
+    command = [
+        cli_path(),
+        "serve",
+        "--host=127.0.0.1",
+        f"--port={port}",
+        f"--workers={args.workers}",
+        f"--threads={args.threads}",
+    ]
+    # A file, not a pipe: a pipe nobody drains would block the server once it fills up.
+    # A session of its own keeps Ctrl-C away from gunicorn, so shutdown stays ours to do,
+    # and makes the master and its workers one process group to signal.
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    server = Server(process, port, env["DASHBOARD_WEBHOOK_TOKEN"], log_path)
+    try:
+        yield server
+    finally:
+        stop_server(process)
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """SIGTERM the server's process group, then SIGKILL whatever is left after a deadline."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(STOP_DEADLINE_S)
+    # Also ends a worker that outlived its master.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+# --- /proc --------------------------------------------------------------------------------
+
+
+def stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...; see proc(5))."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``: gunicorn's workers, for its master."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat_fields(int(entry.name))[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time used so far by ``pids`` (all their threads), in seconds."""
+    ticks = 0
+    for pid in pids:
+        fields = stat_fields(pid)
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class CpuShares:
+    """Who used the machine's CPUs over a window, each in % of one core."""
+
+    server: float
+    benchmark: float
+    others: float  # every other process on the machine, and the kernel
+    steal: float  # time the hypervisor gave to other machines
+
+
+class CpuWatch:
+    """Splits the machine's CPU time over a window between the server, us and the rest."""
+
+    def __init__(self, server_pids: list[int]) -> None:
+        self._pids = server_pids
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float, float]:
+        # /proc/stat's first line: user nice system idle iowait irq softirq steal (ticks).
+        ticks = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+        busy = sum(ticks[0:3]) + sum(ticks[5:7])
+        return (
+            time.monotonic(),
+            busy / CLOCK_TICKS,
+            ticks[7] / CLOCK_TICKS,
+            cpu_seconds(self._pids),
+            cpu_seconds([os.getpid()]),
+        )
+
+    def shares(self) -> CpuShares:
+        """The shares since this watch was made."""
+        end = self._sample()
+        elapsed, busy, steal, server, benchmark = (
+            b - a for a, b in zip(self._start, end, strict=True)
+        )
+
+        def percent(seconds: float) -> float:
+            return 100.0 * seconds / elapsed
+
+        return CpuShares(
+            server=percent(server),
+            benchmark=percent(benchmark),
+            others=percent(max(0.0, busy - server - benchmark)),
+            steal=percent(steal),
+        )
+
+
+def proc_number(path: str, key: str) -> int | None:
+    """The ``key:  N [kB]`` value of a /proc status-like file, or None when absent."""
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def memory(pid: int) -> tuple[int, int | None]:
+    """Resident set (VmRSS) and proportional set (Pss) of ``pid``, in bytes."""
+    rss = proc_number(f"/proc/{pid}/status", "VmRSS")
+    if rss is None:
+        raise BenchError(f"cannot read the memory of process {pid}")
+    pss = proc_number(f"/proc/{pid}/smaps_rollup", "Pss")
+    return rss * 1024, None if pss is None else pss * 1024
+
+
+def thread_counters(pid: int) -> dict[int, tuple[int, int]]:
+    """Per thread of ``pid``: ns spent on a CPU (schedstat) and voluntary context switches."""
+    counters = {}
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                cpu_ns = int((task / "schedstat").read_text().split()[0])
+                switches = proc_number(str(task / "status"), "voluntary_ctxt_switches") or 0
+                counters[int(task.name)] = (cpu_ns, switches)
+    return counters
+
+
+@dataclass(frozen=True)
+class IdleCpu:
+    """CPU used over an idle window, each figure in % of one core."""
+
+    workers: float  # utime+stime of the worker processes, all their threads
+    master: float
+    waker: float  # in each worker, the thread that woke most often (the poller, if any)
+    waker_wakeups: float  # that thread's wake-ups per second, averaged over the workers
+    others: float  # the workers' other threads (schedstat)
+
+
+def idle_cpu(workers: list[int], master: int, seconds: float) -> IdleCpu:
+    """Measure the CPU the server uses over ``seconds`` in which the benchmark sends nothing."""
+    threads_before = {pid: thread_counters(pid) for pid in workers}
+    start = time.monotonic()
+    workers_before, master_before = cpu_seconds(workers), cpu_seconds([master])
+    time.sleep(seconds)
+    elapsed = time.monotonic() - start
+    workers_used = cpu_seconds(workers) - workers_before
+    master_used = cpu_seconds([master]) - master_before
+    # The poller waits 20 ms at a time on SQLite: about 50 wake-ups a second, far more than
+    # any other idle thread (a socket's own thread wakes twice a second), so in each worker
+    # the thread with the most voluntary context switches is the poller.
+    waker_ns, all_ns, wakeups = 0, 0, []
+    for pid in workers:
+        before = threads_before[pid]
+        deltas = [
+            (switches - before.get(tid, (0, 0))[1], cpu_ns - before.get(tid, (0, 0))[0])
+            for tid, (cpu_ns, switches) in thread_counters(pid).items()
+        ]
+        all_ns += sum(cpu_ns for _, cpu_ns in deltas)
+        if deltas:
+            switches, cpu_ns = max(deltas)
+            waker_ns += cpu_ns
+            wakeups.append(switches / elapsed)
+    return IdleCpu(
+        workers=100.0 * workers_used / elapsed,
+        master=100.0 * master_used / elapsed,
+        waker=100.0 * waker_ns / 1e9 / elapsed,
+        waker_wakeups=sum(wakeups) / len(wakeups) if wakeups else 0.0,
+        others=100.0 * (all_ns - waker_ns) / 1e9 / elapsed,
+    )
+
+
+def connection_owners(port: int, pids: list[int]) -> dict[int, int]:
+    """For each connection to ``port``: the client's port -> the pid holding the server side."""
+    client_port_of_inode = {}
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], int(fields[9])
+        if state == TCP_ESTABLISHED and int(local.split(":")[1], 16) == port:
+            client_port_of_inode[inode] = int(remote.split(":")[1], 16)
+    owners = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue
+                if target.startswith("socket:["):
+                    client_port = client_port_of_inode.get(int(target[8:-1]))
+                    if client_port is not None:
+                        owners[client_port] = pid
+    return owners
+
+
+def wait_for_workers(server: Server, count: int) -> list[int]:
+    """Return the workers' pids once each has answered /healthz over a connection it holds."""
+    deadline = time.monotonic() + START_DEADLINE_S
+    answered: set[int] = set()
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise BenchError(
+                f"the server exited with code {server.process.returncode}:\n{server.log_text()}"
+            )
+        workers = children_of(server.process.pid)
+        if len(workers) == count and answered >= set(workers):
+            return workers
+        # The master accepts as soon as it binds; an answer shows a worker has loaded the
+        # app, and the open keep-alive connection shows which one.
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        try:
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200 and connection.sock is not None:
+                client_port = connection.sock.getsockname()[1]
+                owner = connection_owners(server.port, workers).get(client_port)
+                if owner is not None:
+                    answered.add(owner)
+        except OSError:
+            time.sleep(POLL_INTERVAL_S)
+        finally:
+            connection.close()
+    raise BenchError(f"not all {count} workers answered within {START_DEADLINE_S:.0f} s")
+
+
+# --- the live feed clients ----------------------------------------------------------------
+
+
+def sign_in(base_url: str, password: str) -> requests.Session:
+    """Sign the admin in through the real form (GET /login, csrf_token, POST)."""
+    session = requests.Session()
+    page = session.get(f"{base_url}/login", timeout=REQUEST_TIMEOUT_S)
+    found = CSRF_FIELD.search(page.text)
+    if page.status_code != 200 or found is None:
+        raise BenchError(f"GET /login gave {page.status_code} and no CSRF token")
+    answer = session.post(
+        f"{base_url}/login",
+        data={"username": ADMIN, "password": password, "csrf_token": found.group(1)},
+        allow_redirects=False,
+        timeout=REQUEST_TIMEOUT_S,
+    )
+    if answer.status_code not in (302, 303):
+        raise BenchError(f"signing in failed: POST /login gave {answer.status_code}")
+    return session
+
+
+class FeedClient:
+    """One websocket on /ws/deliveries, read by its own thread that times every delivery."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.port: int = ws.sock.getsockname()[1]
+        self.received: dict[str, float] = {}  # messageId -> time.perf_counter() at receipt
+        self.duplicates = 0
+        self.other_events: Counter[str] = Counter()
+        self.caught_up = threading.Event()
+        self.error: str | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._read, name=f"feed-{self.port}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                frame = self.ws.recv()
+                now = time.perf_counter()
+                if not frame:
+                    self.error = "closed by the server"
+                    return
+                message = json.loads(frame)
+                event = message.get("event")
+                if event == "delivery":
+                    message_id = message["data"]["messageId"]
+                    if message_id in self.received:
+                        self.duplicates += 1
+                    else:
+                        self.received[message_id] = now
+                elif event == "caught-up":
+                    self.caught_up.set()
+                else:
+                    self.other_events[str(event)] += 1
+        except Exception as exc:
+            if not self._stopping:
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    def stop(self) -> None:
+        """Close the socket and wait for the reading thread to end."""
+        self._stopping = True
+        self.ws.abort()  # wakes the thread blocked in recv()
+        self._thread.join(timeout=5)
+        self.ws.shutdown()
+
+
+@contextlib.contextmanager
+def open_feeds(
+    server: Server, session: requests.Session, count: int
+) -> Iterator[tuple[list[FeedClient], int]]:
+    """Open ``count`` signed-in sockets, wait until each is caught up; yield them and 503s."""
+    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+    # after=0 on an empty database: the server subscribes the socket, then sends a
+    # caught-up event, which tells us the socket will get every later row.
+    url = f"ws://127.0.0.1:{server.port}/ws/deliveries?after=0"
+    clients: list[FeedClient] = []
+    refused = 0
+    deadline = time.monotonic() + CONNECT_DEADLINE_S
+    try:
+        while len(clients) < count:
+            try:
+                ws = websocket.create_connection(
+                    url,
+                    timeout=10,
+                    cookie=cookie,
+                    origin=server.base_url,
+                    skip_utf8_validation=True,
+                    enable_multithread=True,
+                )
+            except websocket.WebSocketBadStatusException as exc:
+                # A worker with SOCKETS_PER_WORKER sockets answers 503; the page retries,
+                # and so do we: the next connection may reach another worker.
+                if exc.status_code != 503 or time.monotonic() > deadline:
+                    raise BenchError(f"socket {len(clients) + 1} was refused: {exc}") from None
+                refused += 1
+                time.sleep(POLL_INTERVAL_S)
+                continue
+            except OSError as exc:
+                raise BenchError(f"socket {len(clients) + 1} could not connect: {exc}") from None
+            ws.settimeout(None)
+            clients.append(FeedClient(ws))
+        for client in clients:
+            if not client.caught_up.wait(max(0.0, deadline - time.monotonic())):
+                raise BenchError(f"a socket never caught up ({client.error or 'no event'})")
+        yield clients, refused
+    finally:
+        for client in clients:
+            client.stop()
+
+
+# --- the webhook load ----------------------------------------------------------------------
+
+
+@dataclass
+class Post:
+    """One webhook POST: when it was due, sent and answered (perf_counter), and its outcome."""
+
+    message_id: str
+    body: str
+    due: float = 0.0
+    sent: float = 0.0
+    answered: float = 0.0
+    status: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the webhook answered 200 (the callback is committed)."""
+        return self.status == 200
+
+
+class Poster:
+    """Sends POSTs to the webhook, one keep-alive connection per sending thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+
+    def send(self, post: Post) -> None:
+        """POST ``post.body`` and note the times and the outcome on ``post``."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            self._sessions.append(session)
+        post.sent = time.perf_counter()
+        try:
+            response = session.post(
+                self.url,
+                data=post.body,
+                headers={"Content-Type": "application/json"},
+                timeout=REQUEST_TIMEOUT_S,
+            )
+            post.status = response.status_code
+        except requests.RequestException as exc:
+            post.error = f"{type(exc).__name__}: {exc}"
+        post.answered = time.perf_counter()
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        for session in self._sessions:
+            session.close()
+
+
+def make_posts(prefix: str, count: int) -> list[Post]:
+    """``count`` delivery callbacks, each with a unique messageId/zaapId."""
+    posts = []
+    for index in range(count):
+        message_id = f"{prefix}{index:06d}"
+        body = json.dumps({**SEED_CALLBACK, "messageId": message_id, "zaapId": message_id})
+        posts.append(Post(message_id, body))
+    return posts
+
+
+def paced_posts(poster: Poster, posts: list[Post], rate: float) -> None:
+    """Send ``posts`` at ``rate`` per second: post i at t0 + i/rate, each from a pool thread."""
+    with ThreadPoolExecutor(POST_THREADS, thread_name_prefix="poster") as pool:
+        start = time.perf_counter() + 0.01
+        futures = []
+        for index, post in enumerate(posts):
+            post.due = start + index / rate
+            delay = post.due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(poster.send, post))
+        for future in futures:
+            future.result()
+
+
+def wait_for_deliveries(clients: list[FeedClient], message_ids: list[str]) -> bool:
+    """Wait until every client has every id, or the deadline passes; return whether it did."""
+    deadline = time.monotonic() + DELIVERY_DEADLINE_S
+    while time.monotonic() < deadline:
+        if all(all(m in client.received for m in message_ids) for client in clients):
+            return True
+        time.sleep(POLL_INTERVAL_S)
+    return False
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spread:
+    """p50, p99 and max of a set of durations, in ms, and how many there were."""
+
+    p50: float
+    p99: float
+    max: float
+    count: int
+
+    @classmethod
+    def of(cls, values_ms: list[float]) -> "Spread":
+        """Nearest-rank percentiles of ``values_ms``."""
+        if not values_ms:
+            return cls(math.nan, math.nan, math.nan, 0)
+        ordered = sorted(values_ms)
+
+        def rank(p: float) -> float:
+            return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+        return cls(rank(50), rank(99), ordered[-1], len(ordered))
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    """What the paced POSTs measured."""
+
+    end_to_end: Spread
+    post_round_trip: Spread
+    first_worker: Spread
+    other_worker: Spread | None
+    cross_process: Spread | None
+    spread_in_worker: Spread
+    pace_lag: Spread
+    sent: int
+    ok: int
+    failed: list[str]
+    missing: int
+    duplicates: int
+    last_receipt_after_last_answer_ms: float
+
+
+def latency_report(
+    posts: list[Post], clients: list[FeedClient], owner_of: dict[int, int]
+) -> LatencyReport:
+    """Latencies per (client, message) and per message and worker, from the recorded times."""
+    ok = [post for post in posts if post.ok]
+    end_to_end, first, other, cross, spread = [], [], [], [], []
+    missing = 0
+    last_receipt = 0.0
+    for post in ok:
+        by_worker: dict[int, list[float]] = {}
+        for client in clients:
+            received = client.received.get(post.message_id)
+            if received is None:
+                missing += 1
+                continue
+            last_receipt = max(last_receipt, received)
+            latency = (received - post.sent) * 1000
+            end_to_end.append(latency)
+            by_worker.setdefault(owner_of.get(client.port, 0), []).append(latency)
+        if not by_worker:
+            continue
+        firsts = sorted(min(latencies) for latencies in by_worker.values())
+        first.append(firsts[0])
+        if len(firsts) > 1:
+            other.append(firsts[-1])
+            cross.append(firsts[-1] - firsts[0])
+        spread.extend(max(lat) - min(lat) for lat in by_worker.values())
+    failed = [post.error or f"HTTP {post.status}" for post in posts if not post.ok]
+    last_answer = max((post.answered for post in posts), default=0.0)
+    return LatencyReport(
+        end_to_end=Spread.of(end_to_end),
+        post_round_trip=Spread.of([(p.answered - p.sent) * 1000 for p in ok]),
+        first_worker=Spread.of(first),
+        other_worker=Spread.of(other) if other else None,
+        cross_process=Spread.of(cross) if cross else None,
+        spread_in_worker=Spread.of(spread),
+        pace_lag=Spread.of([(p.sent - p.due) * 1000 for p in posts]),
+        sent=len(posts),
+        ok=len(ok),
+        failed=failed,
+        missing=missing,
+        duplicates=sum(client.duplicates for client in clients),
+        last_receipt_after_last_answer_ms=(last_receipt - last_answer) * 1000,
+    )
+
+
+@dataclass
+class MemoryRow:
+    """One process's memory (bytes): without sockets, with the idle sockets, after the load."""
+
+    name: str
+    pid: int
+    rss_no_socket: int
+    rss: int = 0
+    pss: int | None = None
+    sockets: int | None = None
+    rss_after: int | None = None
+
+
+def memory_rows(master: int, workers: list[int]) -> list[MemoryRow]:
+    """The master's and each worker's RSS before any socket is open."""
+    rows = [MemoryRow("master", master, memory(master)[0])]
+    for index, pid in enumerate(workers, start=1):
+        rows.append(MemoryRow(f"worker {index}", pid, memory(pid)[0]))
+    return rows
+
+
+def note_idle_sockets(rows: list[MemoryRow], sockets: Counter[int]) -> None:
+    """Record each process's RSS and PSS with the sockets open and idle."""
+    for row in rows:
+        row.rss, row.pss = memory(row.pid)
+        row.sockets = None if row.name == "master" else sockets[row.pid]
+
+
+def note_after_load(rows: list[MemoryRow]) -> None:
+    """Record each process's RSS after the load (None for a process that is gone)."""
+    for row in rows:
+        rss = proc_number(f"/proc/{row.pid}/status", "VmRSS")
+        row.rss_after = None if rss is None else rss * 1024
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+def total(values) -> int | None:
+    """The sum of ``values``, or None if any is unknown."""
+    values = list(values)
+    return None if None in values else sum(values)
+
+
+def mb(value: int | None) -> str:
+    """Bytes as MB (10^6 bytes), or n/a."""
+    return "n/a" if value is None else f"{value / MB:.1f}"
+
+
+def spread_line(label: str, spread: Spread) -> str:
+    """One latency row of the table."""
+    return f"  {label:<52}{spread.p50:>9.2f}{spread.p99:>9.2f}{spread.max:>9.2f}{spread.count:>9}"
+
+
+def print_report(
+    args: argparse.Namespace,
+    rows: list[MemoryRow],
+    cpu: tuple[IdleCpu, IdleCpu, CpuShares],
+    refused: int,
+    latency: LatencyReport,
+    clients: list[FeedClient],
+    log_text: str,
+) -> None:
+    """Print the tables, the delivery checks and the goal verdicts."""
+    cpu_baseline, cpu_sockets, load_cpu = cpu
+    print(
+        f"\nzapi-dashboard serve: {args.workers} workers x {args.threads} threads (gthread), "
+        f"SQLite; {args.clients} live sockets; {args.rate:g} POST/s for {args.duration:g} s "
+        f"after {args.warmup:g} s warm-up; client and server share {os.cpu_count()} CPUs"
+    )
+
+    print(
+        "\nmemory, MB (10^6 bytes); PSS splits the pages the processes share "
+        "(fork, libraries) among them"
+    )
+    print(
+        f"  {'process':<10}{'pid':>8}{'RSS, no socket':>16}{'RSS, idle sockets':>19}"
+        f"{'PSS, idle sockets':>19}{'sockets':>9}{'RSS after load':>16}"
+    )
+    for row in rows:
+        sockets = "" if row.sockets is None else str(row.sockets)
+        print(
+            f"  {row.name:<10}{row.pid:>8}{mb(row.rss_no_socket):>16}{mb(row.rss):>19}"
+            f"{mb(row.pss):>19}{sockets:>9}{mb(row.rss_after):>16}"
+        )
+    print(
+        f"  {'total':<10}{'':>8}{mb(total(r.rss_no_socket for r in rows)):>16}"
+        f"{mb(total(r.rss for r in rows)):>19}{mb(total(r.pss for r in rows)):>19}"
+        f"{sum(r.sockets or 0 for r in rows):>9}{mb(total(r.rss_after for r in rows)):>16}"
+    )
+    print(f"  sockets refused with 503 while opening (worker full, retried): {refused}")
+
+    print(f"\nidle CPU over {args.idle:g} s with no traffic, % of one core")
+    print(
+        f"  {'':<28}{'workers':>9}{'their most-waking thread':>30}{'their other':>13}"
+        f"{'master':>9}\n"
+        f"  {'':<28}{'(stat)':>9}{'(schedstat)':>30}{'(schedstat)':>13}"
+    )
+    for label, figures in (
+        ("no socket open (baseline)", cpu_baseline),
+        (f"{args.clients} sockets open", cpu_sockets),
+    ):
+        waker = f"{figures.waker:.2f} ({figures.waker_wakeups:.0f} wake-ups/s)"
+        print(
+            f"  {label:<28}{figures.workers:>9.2f}{waker:>30}{figures.others:>13.2f}"
+            f"{figures.master:>9.2f}"
+        )
+    print(
+        "  with sockets open, each worker's most-waking thread is its poller (it waits 20 ms\n"
+        "  at a time for a commit: about 50 wake-ups/s); with none, its poller sleeps."
+    )
+
+    print("\nlatency, ms (per socket and message unless said)")
+    print(f"  {'':<52}{'p50':>9}{'p99':>9}{'max':>9}{'samples':>9}")
+    print(spread_line("end to end: POST start -> receipt on a socket", latency.end_to_end))
+    print(spread_line("baseline: the same POSTs' own round trip", latency.post_round_trip))
+    print(spread_line("per message: first socket to get it", latency.first_worker))
+    if latency.other_worker is not None and latency.cross_process is not None:
+        print(spread_line("per message: first socket of the later worker", latency.other_worker))
+        print(spread_line("  difference: the later worker's delay", latency.cross_process))
+    print(spread_line("within one worker: last socket - first socket", latency.spread_in_worker))
+    print(spread_line("POST start - its due time (pacing lag)", latency.pace_lag))
+
+    print(
+        f"\nPOSTs: {latency.sent} sent, {latency.ok} answered 200, "
+        f"{len(latency.failed)} failed{': ' + latency.failed[0] if latency.failed else ''}"
+    )
+    print(
+        f"deliveries: {latency.ok} messages x {len(clients)} sockets = "
+        f"{latency.ok * len(clients)} expected; missing {latency.missing}, "
+        f"duplicates {latency.duplicates}; last one arrived "
+        f"{latency.last_receipt_after_last_answer_ms:.1f} ms after the last POST's answer"
+    )
+    closed = [client.error for client in clients if client.error]
+    others = sum((client.other_events for client in clients), Counter())
+    print(
+        f"sockets that failed or closed early: {len(closed)}"
+        f"{' (' + closed[0] + ')' if closed else ''}; other events: {dict(others) or 'none'}"
+    )
+    errors = sum(1 for line in log_text.splitlines() if "[ERROR]" in line or "Traceback" in line)
+    print(f"server log: {errors} error lines, {log_text.count('database is locked')} 'locked'")
+    print(
+        f"CPU during the load, % of one core ({os.cpu_count()} on this machine): server "
+        f"{load_cpu.server:.0f}, this benchmark {load_cpu.benchmark:.0f}, other processes "
+        f"{load_cpu.others:.0f}, steal {load_cpu.steal:.0f}"
+    )
+    if load_cpu.others + load_cpu.steal > BUSY_MACHINE_PERCENT:
+        print(
+            "  the machine was busy with other work during the load: the latencies above\n"
+            "  include waiting for a CPU; run again on a quiet machine to compare."
+        )
+
+    rss = sum(row.rss for row in rows)
+    goals = [
+        (
+            f"end-to-end p99 < {GOAL_P99_MS:.0f} ms",
+            f"{latency.end_to_end.p99:.1f} ms",
+            latency.end_to_end.p99 < GOAL_P99_MS,
+        ),
+        (
+            f"end-to-end max < {GOAL_MAX_MS:.0f} ms",
+            f"{latency.end_to_end.max:.1f} ms",
+            latency.end_to_end.max < GOAL_MAX_MS,
+        ),
+        (
+            f"pollers' idle CPU < {GOAL_IDLE_CPU_PERCENT:g}% of a core (*)",
+            f"{cpu_sockets.workers:.2f}%",
+            cpu_sockets.workers < GOAL_IDLE_CPU_PERCENT,
+        ),
+        (
+            f"server RSS < {GOAL_RSS_MB:.0f} MB, {args.clients} idle sockets (**)",
+            f"{rss / MB:.1f} MB",
+            rss / MB < GOAL_RSS_MB,
+        ),
+        (
+            "every socket got every message once",
+            f"{latency.missing} missing, {latency.duplicates} duplicates",
+            latency.missing == 0 and latency.duplicates == 0 and latency.ok == latency.sent,
+        ),
+    ]
+    print("\ngoals")
+    for label, value, met in goals:
+        print(f"  {label:<46}{value:>28}   {'MET' if met else 'NOT MET'}")
+    print(
+        "  (*) all the CPU the workers used while idle with the sockets open: the pollers,\n"
+        "      but also each socket's own thread (it wakes twice a second and checks the\n"
+        "      session every 2 s) and gunicorn's loop; an upper bound for the pollers.\n"
+        f"      The pollers' own threads (the most-waking thread of each worker) used "
+        f"{cpu_sockets.waker:.2f}%.\n"
+        "  (**) the sum of the processes' RSS counts the pages they share once per process;\n"
+        f"      their PSS, which counts them once in all, totals "
+        f"{mb(total(row.pss for row in rows))} MB."
+    )
+    verdict = all(met for _, _, met in goals)
+    print(f"all goals: {'MET' if verdict else 'NOT MET'}")
+
+
+def run(args: argparse.Namespace, workdir: Path) -> None:
+    """Start the server, open the sockets, measure idle memory and CPU, then the fan-out."""
+    if websocket is None:
+        raise BenchError("websocket-client is not installed (pip install websocket-client)")
+    token = secrets.token_urlsafe(32)
+    password = secrets.token_urlsafe(16)
+    env = server_env(workdir / "data", token)
+    # Before serve: the admin exists, so serve prints no first-run setup link.
+    create_admin(env, password)
+
+    with contextlib.ExitStack() as stack:
+        print("starting zapi-dashboard serve...", flush=True)
+        server = stack.enter_context(running_server(args, workdir, env))
+        workers = wait_for_workers(server, args.workers)
+        master = server.process.pid
+
+        print(f"idle, no socket open ({args.idle:g} s)...", flush=True)
+        cpu_baseline = idle_cpu(workers, master, args.idle)
+        rows = memory_rows(master, workers)
+
+        session = sign_in(server.base_url, password)
+        stack.callback(session.close)
+        print(f"opening {args.clients} sockets...", flush=True)
+        clients, refused = stack.enter_context(open_feeds(server, session, args.clients))
+        owner_of = connection_owners(server.port, workers)
+        sockets = Counter(owner_of.get(client.port, 0) for client in clients)
+        note_idle_sockets(rows, sockets)
+
+        print(f"idle, {args.clients} sockets open ({args.idle:g} s)...", flush=True)
+        cpu_sockets = idle_cpu(workers, master, args.idle)
+
+        poster = Poster(server.webhook_url)
+        stack.callback(poster.close)
+        prefix = secrets.token_hex(6).upper()
+        if args.warmup > 0:
+            print(f"warm-up ({args.warmup:g} s)...", flush=True)
+            warmup = make_posts(prefix + "W", round(args.rate * args.warmup))
+            paced_posts(poster, warmup, args.rate)
+            wait_for_deliveries(clients, [post.message_id for post in warmup if post.ok])
+
+        print(f"posting {args.rate:g}/s for {args.duration:g} s...", flush=True)
+        posts = make_posts(prefix + "M", round(args.rate * args.duration))
+        watch = CpuWatch([master, *workers])
+        paced_posts(poster, posts, args.rate)
+        wait_for_deliveries(clients, [post.message_id for post in posts if post.ok])
+        load_cpu = watch.shares()
+        note_after_load(rows)
+        latency = latency_report(posts, clients, owner_of)
+        log_text = server.log_text()
+
+    print_report(
+        args, rows, (cpu_baseline, cpu_sockets, load_cpu), refused, latency, clients, log_text
+    )
+
+
+def exit_on_sigterm(signum, frame) -> None:
+    """Turn SIGTERM into SystemExit so that the cleanup in ``finally`` blocks still runs."""
+    sys.exit(128 + signum)
+
+
+def main() -> int:
+    """Run the benchmark in a temp dir that is always removed; return the exit code."""
+    args = parse_args()
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    workdir = Path(tempfile.mkdtemp(prefix="zapi-fanout-bench-"))
+    try:
+        run(args, workdir)
+        return 0
+    except BenchError as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if args.keep_temp:
+            print(f"kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
