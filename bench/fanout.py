@@ -37,6 +37,8 @@ from pathlib import Path
 
 import requests
 
+from dashboard.live import SQLITE_WATCH_SECONDS
+
 try:
     import websocket  # the websocket-client package
 except ImportError:  # reported as a benchmark failure, with the fix
@@ -338,8 +340,8 @@ def idle_cpu(workers: list[int], master: int, seconds: float) -> IdleCpu:
     elapsed = time.monotonic() - start
     workers_used = cpu_seconds(workers) - workers_before
     master_used = cpu_seconds([master]) - master_before
-    # The poller waits 20 ms at a time on SQLite: about 50 wake-ups a second, far more than
-    # any other idle thread (a socket's own thread wakes twice a second), so in each worker
+    # The poller wakes every SQLITE_WATCH_SECONDS on SQLite, far more often than any other
+    # idle thread (a socket's own thread wakes every few seconds), so in each worker
     # the thread with the most voluntary context switches is the poller.
     waker_ns, all_ns, wakeups = 0, 0, []
     for pid in workers:
@@ -814,9 +816,11 @@ def print_report(
             f"  {label:<28}{figures.workers:>9.2f}{waker:>30}{figures.others:>13.2f}"
             f"{figures.master:>9.2f}"
         )
+    watch_ms = SQLITE_WATCH_SECONDS * 1000
     print(
-        "  with sockets open, each worker's most-waking thread is its poller (it waits 20 ms\n"
-        "  at a time for a commit: about 50 wake-ups/s); with none, its poller sleeps."
+        "  with sockets open, each worker's most-waking thread is its poller (it looks for\n"
+        f"  commits every {watch_ms:g} ms: about {1000 / watch_ms:g} wake-ups/s);"
+        " with none, it sleeps."
     )
 
     print("\nlatency, ms (per socket and message unless said)")

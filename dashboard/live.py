@@ -23,8 +23,9 @@ from .logs import database_reason
 
 log = logging.getLogger(__name__)
 
-# How often other processes' commits are looked for: a stat call on SQLite.
-SQLITE_WATCH_SECONDS = 0.02
+# How often other processes' commits are looked for: a stat call on SQLite. Shorter
+# costs more idle CPU with sockets open; longer delays rows stored by other workers.
+SQLITE_WATCH_SECONDS = 0.05
 # PostgreSQL has no file to watch; a query this often costs little with the id index.
 POSTGRES_POLL_SECONDS = 0.2
 # On PostgreSQL an id allotted earlier can commit later; a gap in the ids is waited for

@@ -1,5 +1,7 @@
 """The production server: gunicorn with threaded workers, serving create_app()."""
 
+import gc
+
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
@@ -80,8 +82,14 @@ def server_options(host: str, port: int, workers: int, threads: int) -> dict:
         # Workers fork from a master that already loaded the app: their memory pages are
         # shared until written. Threads (writer, poller) start lazily in each worker.
         "preload_app": True,
+        "pre_fork": _freeze_loaded_objects,
         "post_fork": _forget_inherited_connections,
     }
+
+
+def _freeze_loaded_objects(arbiter, worker):
+    """Keep the garbage collector off the loaded app's objects, so forked pages stay shared."""
+    gc.freeze()
 
 
 def _forget_inherited_connections(arbiter, worker):
