@@ -1,6 +1,7 @@
 """The production server: gunicorn with threaded workers, serving create_app()."""
 
 import gc
+import threading
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
@@ -33,12 +34,18 @@ class DashboardWorker(ThreadWorker):
     "going away", browsers reconnect at once to the next worker.
     """
 
+    _closing = False
+
     def handle_exit(self, sig, frame):
         """Close this worker's sockets, then stop as gunicorn does."""
         from .extensions import hub
         from .live import GOING_AWAY
 
-        hub.close_all(GOING_AWAY)
+        # A signal handler must not take the hub's lock: a second SIGTERM (from the master
+        # and from a process-group kill) would interrupt it and wait on itself forever.
+        if not self._closing:
+            self._closing = True
+            threading.Thread(target=hub.close_all, args=(GOING_AWAY,), daemon=True).start()
         super().handle_exit(sig, frame)
 
 
