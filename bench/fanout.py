@@ -896,8 +896,8 @@ def print_report(
         print(f"  {label:<46}{value:>28}   {'MET' if met else 'NOT MET'}")
     print(
         "  (*) all the CPU the workers used while idle with the sockets open: the pollers,\n"
-        "      but also each socket's own thread (it wakes twice a second and checks the\n"
-        "      session every 2 s) and gunicorn's loop; an upper bound for the pollers.\n"
+        "      but also each socket's own thread (it wakes every few seconds to see whether\n"
+        "      its client is gone) and gunicorn's loop; an upper bound for the pollers.\n"
         f"      The pollers' own threads (the most-waking thread of each worker) used "
         f"{cpu_sockets.waker:.2f}%.\n"
         "  (**) the sum of the processes' RSS counts the pages they share once per process;\n"
