@@ -11,8 +11,9 @@ from .config import ConfigError
 from .extensions import babel, csrf, db, sock, vault
 from .logs import database_reason
 from .paths import resource_dir
-from .views import account, api, feed, health, live, users, webhooks
+from .views import account, api, feed, health, users, webhooks
 from .views import auth as auth_views
+from .views import live as live_views
 from .views import settings as settings_views
 
 BLUEPRINTS = (
@@ -24,7 +25,7 @@ BLUEPRINTS = (
     account.bp,
     settings_views.bp,
     api.bp,
-    live.bp,
+    live_views.bp,
 )
 
 

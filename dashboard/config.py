@@ -1,9 +1,11 @@
 """Configuration: defaults, ``DASHBOARD_*`` variables and secrets kept in the data dir."""
 
 import contextlib
+import functools
 import os
 import re
 import secrets
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,7 +33,12 @@ DEFAULTS = {
     # Each open live feed holds one thread; the rest stay free for Z-API's webhook calls.
     "SOCKETS_PER_WORKER": 48,
     # Ping every open socket; one that stops answering is closed and its thread freed.
-    "SOCK_SERVER_OPTIONS": {"ping_interval": 25, "max_message_size": 4096},
+    "SOCK_SERVER_OPTIONS": {
+        "ping_interval": 25,
+        "max_message_size": 4096,
+        # A socket's reader thread must not keep a stopping worker alive until the next ping.
+        "thread_class": functools.partial(threading.Thread, daemon=True),
+    },
     # CSRF tokens last as long as the session, so a page left open all day still submits.
     "WTF_CSRF_TIME_LIMIT": None,
 }

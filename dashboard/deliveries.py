@@ -147,3 +147,16 @@ def newest_id(session: Session) -> int:
 def count_newer_than(session: Session, after: int) -> int:
     """How many callbacks have an id above ``after``."""
     return session.scalar(select(func.count()).select_from(Delivery).where(Delivery.id > after))
+
+
+def ids_between(session: Session, low: int, high: int) -> list[int]:
+    """The ids of stored callbacks with ``low < id <= high``, in order."""
+    if high <= low:
+        return []
+    query = select(Delivery.id).where(Delivery.id > low, Delivery.id <= high).order_by(Delivery.id)
+    return list(session.scalars(query))
+
+
+def by_ids(session: Session, ids: list[int]) -> list[Delivery]:
+    """The stored callbacks with these ids, in id order."""
+    return list(session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)))

@@ -34,6 +34,7 @@ LATE_COMMIT_SECONDS = 10.0
 BATCH = 500
 # A disabled user's or ended session's sockets close within this many seconds.
 SESSION_CHECK_SECONDS = 3.0
+FALLBACK_READ_SECONDS = 1.0
 GOING_AWAY, POLICY_VIOLATION = 1001, 1008
 
 
@@ -55,6 +56,7 @@ class Cursor:
 
     def __init__(self, start: int) -> None:
         self.low = start
+        self.high = start  # the highest id emitted
         self._seen: set[int] = set()
         self._gap_since: dict[int, float] = {}
 
@@ -65,6 +67,7 @@ class Cursor:
     def mark(self, row_id: int) -> None:
         """Remember that ``row_id`` was emitted."""
         self._seen.add(row_id)
+        self.high = max(self.high, row_id)
 
     def advance(self, now: float) -> None:
         """Move ``low`` over emitted ids, and over gaps that waited long enough."""
@@ -139,19 +142,26 @@ class Hub:
         changed = self._change_detector()
         interval = SQLITE_WATCH_SECONDS if self._db.is_sqlite else POSTGRES_POLL_SECONDS
         next_session_check = 0.0
+        next_read = 0.0
         while True:
             if not self._subscribers:
                 self._wake.clear()
-                self._wake.wait()  # no socket open: no polling at all
+                # Checked again after clearing: a subscribe() in between must not be lost.
+                if not self._subscribers:
+                    self._wake.wait()  # no socket open: no polling at all
             woken = self._wake.wait(interval)
             self._wake.clear()
             try:
+                now = time.monotonic()
                 # One query for all of this process's sockets, instead of one per socket.
-                if time.monotonic() >= next_session_check:
+                if now >= next_session_check:
                     self._close_ended_sessions()
-                    next_session_check = time.monotonic() + SESSION_CHECK_SECONDS
-                if woken or changed():
+                    next_session_check = now + SESSION_CHECK_SECONDS
+                # A read at least every second even if nothing seemed to change: coarse file
+                # timestamps can hide a commit that left the WAL at the same size.
+                if woken or changed() or now >= next_read:
                     self._emit()
+                    next_read = now + FALLBACK_READ_SECONDS
             except SQLAlchemyError as exc:
                 log.warning("Live feed could not read the database: %s", database_reason(exc))
                 time.sleep(1)
@@ -174,10 +184,19 @@ class Hub:
         if cursor is None:
             return
         with self._db.reading() as session:
-            rows = deliveries.newer_than(session, cursor.low, BATCH)
-        frames = [
+            # New rows past the highest id sent, and, while a gap is open, only the ids
+            # below it that committed late: rows already sent are never read again.
+            fresh = deliveries.newer_than(session, cursor.high, BATCH)
+            late_ids = [
+                row_id
+                for row_id in deliveries.ids_between(session, cursor.low, cursor.high)
+                if cursor.is_new(row_id)
+            ]
+            late = deliveries.by_ids(session, late_ids) if late_ids else []
+        frames = [(row.id, event_frame("delivery", deliveries.to_json(row))) for row in late]
+        frames += [
             (row.id, event_frame("delivery", deliveries.to_json(row)))
-            for row in rows
+            for row in fresh
             if cursor.is_new(row.id)
         ]
         for row_id, _ in frames:
@@ -188,7 +207,7 @@ class Hub:
         for frame in frames:
             for subscriber in subscribers:
                 subscriber.inbox.put(frame)
-        if len(rows) == BATCH:
+        if len(fresh) == BATCH:
             self._wake.set()  # more are waiting
 
     def _change_detector(self) -> Callable[[], bool]:

@@ -1,0 +1,363 @@
+"""The live feed page in headless Chromium against a real `zapi-dashboard serve`."""
+
+import json
+import os
+import re
+import subprocess
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import ConsoleMessage, expect, sync_playwright
+
+from dashboard import create_app, deliveries
+from dashboard.extensions import db
+from dashboard.payloads import parse
+
+from .browser import CHROMIUM, LAUNCH_OPTIONS, TIMEOUT_MS, Account, Visitor
+from .support import (
+    SEED,
+    TOKEN,
+    Server,
+    cli_command,
+    create_user_with_cli,
+    free_port,
+    stop_server,
+    wait_until,
+)
+
+pytestmark = pytest.mark.server
+
+if not CHROMIUM.exists():
+    reason = f"{CHROMIUM} is missing; install Debian's chromium package to run the browser tests"
+    if os.environ.get("CI_REQUIRE_SERVICES"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+ADMIN = Account("ana", "ana's long password")
+SERVER_ARGS = ("--workers", "2", "--threads", "8")
+# A callback must reach an open page this fast. Measured from just before the POST to the
+# moment live.js put the row in the table (the page's own clock, not Playwright's polling).
+ARRIVAL_SECONDS = 2.0
+# Waits are generous: CI is a loaded 2-core machine. They end as soon as the page is ready.
+ARRIVAL_WAIT_MS = 15_000
+# The page tries again after 1, 2, 4, 8, 16 s (±30 %): after a restart it may take up to
+# about 21 s to knock; a loaded machine gets more room on top.
+RECONNECT_WAIT_MS = 60_000
+OFFLINE_BANNER_WAIT_MS = 30_000
+XSS = "<img src=x onerror=window.__pwned=1>"
+# What Chromium logs for a fetch that found no server (refused, or cut by the shutdown).
+CONNECTION_FAILED = re.compile(
+    r"Failed to load resource: net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET"
+    r"|CONNECTION_CLOSED|EMPTY_RESPONSE)"
+)
+
+# Resolves with Date.now() the moment a row showing ``messageId`` enters the feed.
+WATCH_FOR_ROW = """
+(messageId) => {
+  const rows = document.querySelector("[data-feed-rows]");
+  const present = () => Array.from(rows.querySelectorAll('[data-field="messageId"]'))
+    .some((code) => code.textContent === messageId);
+  window.__rowArrived = new Promise((resolve) => {
+    const observer = new MutationObserver(() => {
+      if (present()) {
+        observer.disconnect();
+        resolve(Date.now());
+      }
+    });
+    observer.observe(rows, { childList: true, subtree: true });
+  });
+}
+"""
+
+
+class FeedVisitor(Visitor):
+    """A :class:`Visitor` that can let through the errors of a server that is down.
+
+    Chromium logs every refused connection as a console error. Inside ``server_down``, and
+    only there, two kinds are expected: the live socket's failed attempts, and the failed
+    fetches of /api/status (status.js asks every 5 s; live.js asks after 3 failed attempts
+    whether the session ended). Any other console error is still a problem.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self.down_url: str | None = None
+        self.tolerated: list[str] = []
+        super().__init__(*args, **kwargs)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type == "error" and self.down_url and self._server_down_error(message):
+            self.tolerated.append(message.text)
+            return
+        super()._console(message)
+
+    def _server_down_error(self, message: ConsoleMessage) -> bool:
+        host = re.escape(self.down_url.split("://", 1)[1])
+        if re.match(
+            rf"WebSocket connection to 'ws://{host}/ws/deliveries\?after=\d+' failed\b",
+            message.text,
+        ):
+            return True
+        return (
+            message.location.get("url") == f"{self.down_url}/api/status"
+            and CONNECTION_FAILED.fullmatch(message.text) is not None
+        )
+
+    @contextmanager
+    def server_down(self, base_url: str):
+        """Tolerate the failed connections to ``base_url`` until the block ends."""
+        self.down_url = base_url
+        try:
+            yield
+        finally:
+            self.page.evaluate("0")  # a round trip, so every earlier console event is in
+            self.down_url = None
+
+    # -- the live feed -------------------------------------------------------------------
+
+    @property
+    def connection(self):
+        """The connection line: Connecting…, Live, Reconnecting… or Offline since …"""
+        return self.main.locator("[data-connection]")
+
+    @property
+    def offline_banner(self):
+        """The alert shown after 10 s without a connection."""
+        return self.main.locator("[data-offline-banner]")
+
+    @property
+    def feed_rows(self):
+        """Every row of the feed table's body: deliveries and dividers, top to bottom."""
+        return self.main.locator("[data-feed-rows] > tr")
+
+    def delivery_row(self, message_id: str):
+        """The feed row of the callback with ``message_id``."""
+        code = self.page.locator('[data-field="messageId"]', has_text=message_id)
+        return self.main.locator("[data-feed-rows] > tr.delivery").filter(has=code)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the whole module."""
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(**LAUNCH_OPTIONS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def visitor(browser):
+    """Opens signed-in visitors of a server (a context each), closed after the test."""
+    opened: list[FeedVisitor] = []
+
+    def open_visitor(server: Server) -> FeedVisitor:
+        visitor = FeedVisitor(browser, server.base_url)
+        opened.append(visitor)
+        visitor.sign_in(ADMIN)
+        return visitor
+
+    yield open_visitor
+    for visitor in opened:
+        visitor.context.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(server) -> Server:
+    """The module's shared server (conftest), with the admin created by the CLI."""
+    create_user_with_cli(server.data_dir, ADMIN.username, ADMIN.password, "admin")
+    return server
+
+
+@pytest.fixture
+def servers():
+    """Start servers on a chosen port; every one is stopped after the test."""
+    started: list[Server] = []
+
+    def start(data_dir: Path, port: int, name: str) -> Server:
+        server = start_server_on(data_dir, port, name)
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        stop_server(server)
+
+
+def start_server_on(data_dir: Path, port: int, name: str) -> Server:
+    """Like support.start_server, but on ``port``: a restart the open page can find."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / f"{name}.log"
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
+    environment = {
+        **inherited,
+        "DASHBOARD_DATA_DIR": str(data_dir),
+        "DASHBOARD_WEBHOOK_TOKEN": TOKEN,
+    }
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            cli_command("serve", "--port", str(port), *SERVER_ARGS),
+            env=environment,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", data_dir, log_path)
+
+    def healthy():
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early:\n{server.log()}")
+        try:
+            return requests.get(f"{server.base_url}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_until(healthy, message="the server to answer /healthz")
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def callback(**fields) -> dict:
+    """A DeliveryCallback with a messageId of its own (so never a duplicate)."""
+    return {**SEED, "messageId": f"live-{uuid.uuid4().hex}", **fields}
+
+
+def post(server: Server, payload: dict) -> int:
+    """POST ``payload`` to the server's webhook like Z-API does; return the stored id."""
+    answer = requests.post(server.webhook_url, json=payload, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["duplicate"] is False
+    return answer.json()["id"]
+
+
+def store_directly(data_dir: Path, payloads: list[dict]) -> list[int]:
+    """Write callbacks into the server's SQLite file from this process (the server is down)."""
+    create_app({"DATA_DIR": str(data_dir), "WEBHOOK_TOKEN": TOKEN})
+    try:
+        callbacks = [parse(json.dumps(payload).encode()) for payload in payloads]
+        with db.writing() as session:
+            return [recorded.id for recorded in deliveries.record(session, callbacks)]
+    finally:
+        db.engine.dispose()
+
+
+def open_live_feed(me: FeedVisitor) -> str:
+    """Open the live feed, wait until its socket is open; return the page's HTML."""
+    response = me.open("/")
+    expect(me.connection).to_have_text("Live", timeout=RECONNECT_WAIT_MS)
+    expect(me.offline_banner).to_be_hidden()
+    return response.text()
+
+
+def test_a_callback_appears_on_the_open_page_without_reload(live_server, visitor):
+    me = visitor(live_server)
+    open_live_feed(me)
+    payload = callback()
+    me.page.evaluate(WATCH_FOR_ROW, payload["messageId"])
+    navigations: list[str] = []
+    me.page.on("framenavigated", lambda frame: navigations.append(frame.url))
+
+    posted_at = time.time()
+    post(live_server, payload)
+    row = me.delivery_row(payload["messageId"])
+    expect(row).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+    seen_after = time.time() - posted_at
+    arrived_after = me.page.evaluate("window.__rowArrived") / 1000 - posted_at
+    print(f"\nlive row drawn {arrived_after:.3f} s after the POST (seen {seen_after:.3f} s)")
+    assert arrived_after < ARRIVAL_SECONDS, f"the row took {arrived_after:.3f} s"
+
+    assert navigations == [], "the page reloaded"
+    expect(row.locator('[data-field="phone"]')).to_have_text(SEED["phone"])
+    expect(row.locator('[data-field="type"]')).to_have_text("DeliveryCallback")
+    expect(row).to_contain_text("Handed to WhatsApp")
+    expect(me.feed_rows.first).to_have_attribute("data-id", re.compile(r"^\d+$"))
+    expect(me.feed_rows.first).to_contain_text(payload["messageId"])  # newest on top
+    expect(me.connection).to_have_text("Live")
+    me.assert_clean()
+
+
+def test_the_page_reconnects_after_a_restart_and_shows_what_it_missed(tmp_path, servers, visitor):
+    data_dir = tmp_path / "data"
+    port = free_port()
+    server = servers(data_dir, port, "server")
+    create_user_with_cli(data_dir, ADMIN.username, ADMIN.password, "admin")
+    before = callback()
+    post(server, before)
+
+    me = visitor(server)
+    open_live_feed(me)
+    expect(me.delivery_row(before["messageId"])).to_be_visible()
+    missed = [callback(phone=f"55449000000{n}") for n in range(3)]
+
+    with me.server_down(server.base_url), ThreadPoolExecutor(1) as background:
+        # stop_server waits for gunicorn to exit; the page is watched meanwhile.
+        stopped = background.submit(stop_server, server)
+        expect(me.connection).to_have_text("Reconnecting…", timeout=OFFLINE_BANNER_WAIT_MS)
+        expect(me.offline_banner).to_be_hidden()
+
+        # After 10 s without a connection: the alert, and the time the feed went offline.
+        banner = me.alert("The live feed is offline.")
+        expect(banner).to_be_visible(timeout=OFFLINE_BANNER_WAIT_MS)
+        expect(banner).to_have_text(
+            "The live feed is offline. New callbacks will appear once it reconnects; trying again…"
+        )
+        expect(me.connection).to_have_text(re.compile(r"^Offline since \d{1,2}:\d\d:\d\d"))
+
+        stopped.result(timeout=120)  # fully gone before another server takes the port
+        stored = store_directly(data_dir, missed)
+        again = servers(data_dir, port, "server-again")
+        assert again.base_url == server.base_url
+        expect(me.connection).to_have_text("Live", timeout=RECONNECT_WAIT_MS)
+    print(f"\nconsole errors tolerated while the server was down: {me.tolerated}")
+
+    expect(me.offline_banner).to_be_hidden()
+    # On top: the divider, then the three missed rows (newest first), then the old row.
+    divider = me.feed_rows.nth(0)
+    expect(divider).to_have_text("3 deliveries arrived while you were offline")
+    expect(divider).to_have_class("feed-divider")
+    for position, payload in enumerate(reversed(missed), start=1):
+        row = me.feed_rows.nth(position)
+        expect(row).to_contain_text(payload["messageId"])
+        expect(row.locator('[data-field="phone"]')).to_have_text(payload["phone"])
+    expect(me.feed_rows.nth(1)).to_have_attribute("data-id", str(max(stored)))
+    expect(me.feed_rows.nth(4)).to_contain_text(before["messageId"])
+    expect(me.feed_rows.filter(has_text="arrived while you were offline")).to_have_count(1)
+
+    # And live again: a new callback goes on top, above the divider.
+    after = callback()
+    post(again, after)
+    expect(me.feed_rows.first).to_contain_text(after["messageId"], timeout=ARRIVAL_WAIT_MS)
+    me.assert_clean()
+
+
+def test_callback_text_is_shown_as_text_never_as_html(live_server, visitor):
+    rendered = callback(phone=XSS, error=XSS, errorCode="SHADOW_BAN")
+    post(live_server, rendered)
+
+    me = visitor(live_server)
+    html = open_live_feed(me)
+    assert rendered["messageId"] in html  # drawn by the server, not by live.js
+    assert "&lt;img src=x onerror=window.__pwned=1&gt;" in html
+    live = callback(phone=XSS, error=XSS, errorCode="SHADOW_BAN")
+    post(live_server, live)
+    expect(me.delivery_row(live["messageId"])).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+
+    for payload in (rendered, live):
+        row = me.delivery_row(payload["messageId"])
+        expect(row).to_be_visible()
+        expect(row).to_have_attribute("data-failed", "")
+        expect(row.locator('[data-field="phone"]')).to_have_text(XSS)
+        expect(row.locator('[data-field="error"]')).to_have_text(XSS)
+        expect(row.locator('[data-field="errorCode"]')).to_have_text("SHADOW_BAN")
+        expect(row).to_contain_text("Failed")
+    expect(me.main.locator("[data-feed-rows] img")).to_have_count(0)
+    expect(me.main.locator("[data-feed-table] img")).to_have_count(0)
+    assert me.page.evaluate("typeof window.__pwned") == "undefined"
+    me.assert_clean()
