@@ -22,11 +22,8 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -35,7 +32,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import common  # bench/ is on sys.path: the scripts live there
 import requests
+from common import BenchError, free_port, server_env, stop_server
 
 from dashboard.live import SQLITE_WATCH_SECONDS
 
@@ -61,8 +60,6 @@ MB = 1_000_000  # the goal's unit; /proc reports KiB
 
 # Generous: a cold start on a busy 2-core machine imports Flask, SQLAlchemy and Alembic.
 START_DEADLINE_S = 60.0
-# gunicorn's graceful_timeout is 20 s; the workers close live sockets with 1001 at once.
-STOP_DEADLINE_S = 30.0
 CONNECT_DEADLINE_S = 60.0
 # After the last POST has its answer, every socket must have every delivery by then.
 DELIVERY_DEADLINE_S = 30.0
@@ -77,10 +74,6 @@ POST_THREADS = 16
 CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TCP_ESTABLISHED = "01"
-
-
-class BenchError(Exception):
-    """The benchmark could not run; the message says why."""
 
 
 # --- the server -------------------------------------------------------------------------
@@ -139,22 +132,6 @@ def cli_path() -> str:
     return found
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def server_env(data_dir: Path, token: str) -> dict[str, str]:
-    """This process's environment with only the benchmark's DASHBOARD_* settings."""
-    # An inherited DASHBOARD_DATABASE_URL (say) would point the benchmark at a real database.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DASHBOARD_")}
-    env["DASHBOARD_DATA_DIR"] = str(data_dir)
-    env["DASHBOARD_WEBHOOK_TOKEN"] = token
-    return env
-
-
 def create_admin(env: dict[str, str], password: str) -> None:
     """Add the benchmark's admin with ``zapi-dashboard create-user --password-stdin``."""
     command = [cli_path(), "create-user", ADMIN, "--role", "admin", "--password-stdin"]
@@ -199,18 +176,6 @@ def running_server(args: argparse.Namespace, workdir: Path, env: dict) -> Iterat
         yield server
     finally:
         stop_server(process)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    """SIGTERM the server's process group, then SIGKILL whatever is left after a deadline."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(STOP_DEADLINE_S)
-    # Also ends a worker that outlived its master.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 # --- /proc --------------------------------------------------------------------------------
@@ -963,31 +928,5 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     )
 
 
-def exit_on_sigterm(signum, frame) -> None:
-    """Turn SIGTERM into SystemExit so that the cleanup in ``finally`` blocks still runs."""
-    sys.exit(128 + signum)
-
-
-def main() -> int:
-    """Run the benchmark in a temp dir that is always removed; return the exit code."""
-    args = parse_args()
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
-    workdir = Path(tempfile.mkdtemp(prefix="zapi-fanout-bench-"))
-    try:
-        run(args, workdir)
-        return 0
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep_temp:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main("fanout", parse_args, run))

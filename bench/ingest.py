@@ -15,20 +15,19 @@ import argparse
 import contextlib
 import http.client
 import json
-import os
 import secrets
 import shutil
-import signal
-import socket
 import sqlite3
 import string
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import common  # bench/ is on sys.path: the scripts live there
+from common import BenchError, free_port, server_env, stop_server
 
 BENCH_DIR = Path(__file__).resolve().parent
 LAUNCHER = BENCH_DIR / "launch.py"
@@ -47,8 +46,6 @@ LOCKED_MESSAGE = "database is locked"
 
 # Generous: a cold start on a busy 2-core machine imports Flask, SQLAlchemy and Alembic.
 START_DEADLINE_S = 60.0
-# gunicorn's graceful_timeout is 20 s; idle workers leave far sooner than that.
-STOP_DEADLINE_S = 30.0
 # Requests that wrk cut off at its deadline may still be committing when it exits.
 SETTLE_DEADLINE_S = 30.0
 POLL_INTERVAL_S = 0.1
@@ -101,10 +98,6 @@ function done(summary, latency, requests)
 end
 """
 )
-
-
-class BenchError(Exception):
-    """The benchmark could not run; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -164,13 +157,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def write_lua_script(directory: Path) -> Path:
     """Write the wrk script that sends unique callbacks and reports JSON; return its path."""
     placeholder = {**SEED_CALLBACK, "zaapId": "%s", "messageId": "%s"}
@@ -178,16 +164,6 @@ def write_lua_script(directory: Path) -> Path:
     path = directory / "unique_callbacks.lua"
     path.write_text(LUA_TEMPLATE.substitute(body_format=body_format, marker=RESULT_MARKER))
     return path
-
-
-def server_env(data_dir: Path | None, token: str) -> dict[str, str]:
-    """This process's environment with only the benchmark's DASHBOARD_* settings."""
-    # An inherited DASHBOARD_DATABASE_URL (say) would point the benchmark at a real database.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("DASHBOARD_")}
-    env["DASHBOARD_WEBHOOK_TOKEN"] = token
-    if data_dir is not None:
-        env["DASHBOARD_DATA_DIR"] = str(data_dir)
-    return env
 
 
 @contextlib.contextmanager
@@ -240,18 +216,6 @@ def wait_until_serving(server: Server) -> None:
         finally:
             connection.close()
     raise BenchError(f"the server did not answer within {START_DEADLINE_S:.0f} s")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    """Stop gunicorn gracefully, then kill its process group in case anything lingers."""
-    if process.poll() is None:
-        process.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(STOP_DEADLINE_S)
-    # The workers share the master's process group: this also ends any orphaned worker.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def run_wrk(url: str, script: Path, args: argparse.Namespace, seconds: int) -> LoadResult:
@@ -402,31 +366,5 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     print_report(args, bare, dashboard, rows, locked)
 
 
-def exit_on_sigterm(signum, frame) -> None:
-    """Turn SIGTERM into SystemExit so that the cleanup in ``finally`` blocks still runs."""
-    sys.exit(128 + signum)
-
-
-def main() -> int:
-    """Run the benchmark in a temp dir that is always removed; return the exit code."""
-    args = parse_args()
-    signal.signal(signal.SIGTERM, exit_on_sigterm)
-    workdir = Path(tempfile.mkdtemp(prefix="zapi-ingest-bench-"))
-    try:
-        run(args, workdir)
-        return 0
-    except BenchError as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep_temp:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(common.main("ingest", parse_args, run))

@@ -6,12 +6,14 @@ any request that would leave 127.0.0.1 (those are aborted, never sent). Its ``op
 ``submit`` methods fail the test as soon as a page shows any of them.
 """
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from playwright.sync_api import Browser, Locator, Page, Request, Response, Route, expect
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -221,3 +223,13 @@ def visitor_factory(browser: Browser) -> tuple[Callable[..., Visitor], Callable[
             visitor.context.close()
 
     return open_visitor, close_all
+
+
+def require_chromium() -> None:
+    """Skip the calling test module without Chromium; in CI, where it is installed, fail."""
+    if CHROMIUM.exists():
+        return
+    reason = f"{CHROMIUM} is missing; install Debian's chromium package to run the browser tests"
+    if os.environ.get("CI_REQUIRE_SERVICES"):
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=True)

@@ -64,3 +64,17 @@ def viewer_client(app, client):
     make_user("vera", "viewer")
     assert sign_in(client, "vera").status_code == 302
     return client
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for every browser test of the run."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from .browser import LAUNCH_OPTIONS, TIMEOUT_MS
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(**LAUNCH_OPTIONS)
+        yield chromium
+        chromium.close()

@@ -90,10 +90,14 @@ def cli_command(*args: str) -> list[str]:
 
 
 def start_server(
-    data_dir: Path, *extra: str, env: dict | None = None, name: str = "server"
+    data_dir: Path,
+    *extra: str,
+    env: dict | None = None,
+    name: str = "server",
+    port: int | None = None,
 ) -> Server:
-    """Start ``zapi-dashboard serve`` on a free port and wait until /healthz answers."""
-    port = free_port()
+    """Start ``zapi-dashboard serve`` (on a free port by default); wait for /healthz."""
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"{name}.log"
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}

@@ -1,38 +1,23 @@
 """End to end in headless Chromium (Playwright) against a real `zapi-dashboard serve`."""
 
-import os
 import re
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from .browser import CHROMIUM, LAUNCH_OPTIONS, TIMEOUT_MS, Account, visitor_factory
+from .browser import Account, require_chromium, visitor_factory
 from .support import create_user_with_cli, start_server, stop_server, wait_until
 
 pytestmark = pytest.mark.server
 
-if not CHROMIUM.exists():
-    reason = f"{CHROMIUM} is missing; install Debian's chromium package to run the browser tests"
-    if os.environ.get("CI_REQUIRE_SERVICES"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+require_chromium()
 
 SETUP_LINK = re.compile(
     r"No account exists yet\. Create the first admin \(link valid 24 h, once\): (\S+)"
 )
 ADMIN = Account("ana", "ana's long password")
 BANNER_TEXT = "This connection is not private"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for the whole module."""
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(**LAUNCH_OPTIONS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -1,9 +1,7 @@
 """The live feed page in headless Chromium against a real `zapi-dashboard serve`."""
 
 import json
-import os
 import re
-import subprocess
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -12,31 +10,26 @@ from pathlib import Path
 
 import pytest
 import requests
-from playwright.sync_api import ConsoleMessage, expect, sync_playwright
+from playwright.sync_api import ConsoleMessage, expect
 
 from dashboard import create_app, deliveries
 from dashboard.extensions import db
 from dashboard.payloads import parse
 
-from .browser import CHROMIUM, LAUNCH_OPTIONS, TIMEOUT_MS, Account, Visitor
+from .browser import Account, Visitor, require_chromium
 from .support import (
     SEED,
     TOKEN,
     Server,
-    cli_command,
     create_user_with_cli,
     free_port,
+    start_server,
     stop_server,
-    wait_until,
 )
 
 pytestmark = pytest.mark.server
 
-if not CHROMIUM.exists():
-    reason = f"{CHROMIUM} is missing; install Debian's chromium package to run the browser tests"
-    if os.environ.get("CI_REQUIRE_SERVICES"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+require_chromium()
 
 ADMIN = Account("ana", "ana's long password")
 SERVER_ARGS = ("--workers", "2", "--threads", "8")
@@ -140,16 +133,6 @@ class FeedVisitor(Visitor):
         return self.main.locator("[data-feed-rows] > tr.delivery").filter(has=code)
 
 
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for the whole module."""
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(**LAUNCH_OPTIONS)
-        yield chromium
-        chromium.close()
-
-
 @pytest.fixture
 def visitor(browser):
     """Opens signed-in visitors of a server (a context each), closed after the test."""
@@ -179,49 +162,13 @@ def servers():
     started: list[Server] = []
 
     def start(data_dir: Path, port: int, name: str) -> Server:
-        server = start_server_on(data_dir, port, name)
+        server = start_server(data_dir, *SERVER_ARGS, name=name, port=port)
         started.append(server)
         return server
 
     yield start
     for server in reversed(started):
         stop_server(server)
-
-
-def start_server_on(data_dir: Path, port: int, name: str) -> Server:
-    """Like support.start_server, but on ``port``: a restart the open page can find."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir / f"{name}.log"
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
-    environment = {
-        **inherited,
-        "DASHBOARD_DATA_DIR": str(data_dir),
-        "DASHBOARD_WEBHOOK_TOKEN": TOKEN,
-    }
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            cli_command("serve", "--port", str(port), *SERVER_ARGS),
-            env=environment,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(process, f"http://127.0.0.1:{port}", data_dir, log_path)
-
-    def healthy():
-        if process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{server.log()}")
-        try:
-            return requests.get(f"{server.base_url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_until(healthy, message="the server to answer /healthz")
-    except BaseException:
-        stop_server(server)
-        raise
-    return server
 
 
 def callback(**fields) -> dict:

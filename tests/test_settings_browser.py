@@ -1,23 +1,18 @@
 """The settings page in headless Chromium, with a fake Z-API on 127.0.0.1."""
 
-import os
 import re
 
 import pytest
 import requests
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 from pytest_httpserver import HTTPServer
 
-from .browser import CHROMIUM, LAUNCH_OPTIONS, LOCAL_HOST, TIMEOUT_MS, Account, visitor_factory
+from .browser import LOCAL_HOST, Account, require_chromium, visitor_factory
 from .support import SEED, TOKEN, create_user_with_cli, start_server, stop_server
 
 pytestmark = pytest.mark.server
 
-if not CHROMIUM.exists():
-    reason = f"{CHROMIUM} is missing; install Debian's chromium package to run the browser tests"
-    if os.environ.get("CI_REQUIRE_SERVICES"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+require_chromium()
 
 ADMIN = Account("ana", "ana's long password")
 INSTANCE_ID = "3C9E1A2B4D5F60718293A4B5C6D7E8F9"
@@ -67,16 +62,6 @@ def server(tmp_path_factory, zapi):
         yield running
     finally:
         stop_server(running)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """One headless Chromium for the whole module."""
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(**LAUNCH_OPTIONS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
