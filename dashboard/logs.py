@@ -1,33 +1,39 @@
-"""Logging that never reveals the webhook token."""
+"""Logging that never reveals a secret carried in a URL path."""
 
 import logging
 import re
 
-# The token is the path segment after /webhooks/; whatever it is, it is a secret.
-_WEBHOOK_PATH = re.compile(r"(/webhooks/)[^/\s?\"']+")
-REDACTED = "<token>"
+# Path segments that are secrets, whatever their value, and what replaces them: our
+# webhook token, and the Z-API instance token that urllib3 logs with every request URL.
+SECRET_PATHS = (
+    (re.compile(r"(/webhooks/)[^/\s?#\"']+"), "<token>"),
+    (re.compile(r"(/token/)[^/\s?#\"']+"), "<secret>"),
+)
+_MARKERS = ("/webhooks/", "/token/")
 
 
 def redact(text: str) -> str:
-    """Replace every webhook token in ``text`` with a placeholder."""
-    return _WEBHOOK_PATH.sub(rf"\g<1>{REDACTED}", text)
+    """Replace every secret path segment in ``text`` with its placeholder."""
+    for pattern, placeholder in SECRET_PATHS:
+        text = pattern.sub(rf"\g<1>{placeholder}", text)
+    return text
 
 
-class RedactWebhookToken(logging.Filter):
-    """A logging filter that rewrites each record with its webhook tokens redacted."""
+class RedactSecrets(logging.Filter):
+    """A logging filter that rewrites each record with its secret path segments redacted."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Render the message now, redacted, so no handler sees the original."""
         message = record.getMessage()
-        if "/webhooks/" in message:
+        if any(marker in message for marker in _MARKERS):
             record.msg, record.args = redact(message), None
         return True
 
 
 def protect(logger: logging.Logger) -> None:
     """Attach the redacting filter to ``logger`` once."""
-    if not any(isinstance(f, RedactWebhookToken) for f in logger.filters):
-        logger.addFilter(RedactWebhookToken())
+    if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+        logger.addFilter(RedactSecrets())
 
 
 def database_reason(error: Exception) -> str:

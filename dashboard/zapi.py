@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from . import logs
 from .translatable import N_
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,6 @@ WEBHOOK_ENDPOINTS = {
 MAX_DETAIL_LENGTH = 300
 REDACTED = "<secret>"
 
-# Every Z-API URL we build has the instance token as the segment after /token/.
-_TOKEN_PATH = re.compile(r"(/token/)[^/\s?#\"']+")
 # What Z-API answers when the account has an active Client-Token and we sent none.
 _TOKEN_MISSING = re.compile(r"client-token is not configured|null not allowed", re.IGNORECASE)
 # What Z-API answers to a wrong Client-Token: 'Client-Token <value> not allowed'.
@@ -59,20 +58,9 @@ class ZapiError(Exception):
         self.reason = reason
 
 
-class RedactZapiToken(logging.Filter):
-    """A logging filter that rewrites each record with the Z-API instance token redacted."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Render the message now, redacted, so no handler sees the original."""
-        message = record.getMessage()
-        if "/token/" in message:
-            record.msg, record.args = redact(message), None
-        return True
-
-
 def redact(text: str, *secrets: str | None) -> str:
     """Replace the token segment of Z-API URLs, and each given secret, with a placeholder."""
-    text = _TOKEN_PATH.sub(rf"\g<1>{REDACTED}", text)
+    text = logs.redact(text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
@@ -90,9 +78,7 @@ def protect_urllib3() -> None:
         if name.startswith("urllib3.") and isinstance(logger, logging.Logger)
     )
     for name in names:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactZapiToken) for f in logger.filters):
-            logger.addFilter(RedactZapiToken())
+        logs.protect(logging.getLogger(name))
 
 
 protect_urllib3()
