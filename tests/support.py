@@ -116,21 +116,27 @@ def start_server(
             start_new_session=True,
         )
     server = Server(process, f"http://127.0.0.1:{port}", data_dir, log_path)
+    wait_until_healthy(server)
+    return server
+
+
+def wait_until_healthy(server: Server, verify: str | bool = True) -> None:
+    """Wait until ``server`` answers /healthz; stop it and fail if it exits or never does."""
 
     def healthy():
-        if process.poll() is not None:
+        if server.process.poll() is not None:
             raise AssertionError(f"server exited early:\n{server.log()}")
         try:
-            return requests.get(f"{server.base_url}/healthz", timeout=2).status_code == 200
+            response = requests.get(f"{server.base_url}/healthz", verify=verify, timeout=2)
         except requests.ConnectionError:
             return False
+        return response.status_code == 200
 
     try:
-        wait_until(healthy, message="the server to answer /healthz")
+        wait_until(healthy, message=f"{server.base_url}/healthz to answer")
     except BaseException:
         stop_server(server)
         raise
-    return server
 
 
 def stop_server(server: Server) -> None:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,7 +27,7 @@ from .support import (
     free_port,
     sign_in,
     stop_server,
-    wait_until,
+    wait_until_healthy,
 )
 
 pytestmark = pytest.mark.server
@@ -122,21 +121,7 @@ def start_https_server(data_dir: Path, cert: Path, key: Path) -> Server:
             start_new_session=True,
         )
     server = Server(process, f"https://127.0.0.1:{port}", data_dir, log_path)
-
-    def healthy():
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited early:\n{server.log()}")
-        try:
-            response = requests.get(f"{server.base_url}/healthz", verify=str(cert), timeout=2)
-        except requests.ConnectionError:
-            return False
-        return response.status_code == 200
-
-    try:
-        wait_until(healthy, message="gunicorn to answer /healthz over https")
-    except BaseException:
-        stop_server(server)
-        raise
+    wait_until_healthy(server, verify=str(cert))
     return server
 
 
