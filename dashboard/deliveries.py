@@ -1,17 +1,30 @@
 """Stored callbacks: record and query them. Functions take a Session and never commit."""
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import Executable, bindparam, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    union,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .models import Delivery, RejectedRequest, StatusMessageId, utcnow
 from .payloads import Callback
+from .phones import PhoneQuery, display
 
 _UPSERT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
@@ -130,6 +143,8 @@ def to_json(delivery: Delivery) -> dict:
         "status": delivery.status,
         "isGroup": delivery.is_group,
         "participant": delivery.participant,
+        "phoneDisplay": display(delivery.phone),
+        "receiveCount": delivery.receive_count,
     }
 
 
@@ -160,3 +175,183 @@ def ids_between(session: Session, low: int, high: int) -> list[int]:
 def by_ids(session: Session, ids: list[int]) -> list[Delivery]:
     """The stored callbacks with these ids, in id order."""
     return list(session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)))
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a search asks for; every field left empty matches everything."""
+
+    phone: PhoneQuery | None = None
+    type: str | None = None
+    failed: bool = False
+    instance: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class Page(NamedTuple):
+    """One page of search results, newest first, with the cursors of its neighbours.
+
+    ``older`` is the ``before`` of the next page back, ``newer`` the ``after`` of the page
+    in front; None when there is no such page. Ids are the cursors, so a page stays the
+    same while new callbacks arrive.
+    """
+
+    items: list[Delivery]
+    older: int | None
+    newer: int | None
+
+
+def search(
+    session: Session,
+    filters: Filters,
+    limit: int,
+    before: int | None = None,
+    after: int | None = None,
+) -> Page:
+    """The page of matching callbacks just older than ``before`` (or newer than ``after``)."""
+    if after is not None:
+        ids = _matching_ids(filters, Delivery.id > after, ascending=True, limit=limit + 1)
+        found = list(reversed(session.scalars(ids).all()))
+        more_newer = len(found) > limit
+        found = found[-limit:] if more_newer else found
+        items = by_ids(session, found)[::-1]
+        return Page(
+            items,
+            older=items[-1].id if items else None,
+            newer=found[0] if more_newer else None,
+        )
+    keyset = Delivery.id < before if before is not None else None
+    found = session.scalars(_matching_ids(filters, keyset, ascending=False, limit=limit + 1)).all()
+    items = by_ids(session, list(found[:limit]))[::-1]
+    return Page(
+        items,
+        older=items[-1].id if len(found) > limit else None,
+        newer=items[0].id if before is not None and items else None,
+    )
+
+
+def count_matches(session: Session, filters: Filters, cap: int) -> int:
+    """How many callbacks match, counting no further than ``cap + 1``."""
+    ids = _matching_ids(filters, None, ascending=False, limit=cap + 1).subquery()
+    return session.scalar(select(func.count()).select_from(ids))
+
+
+def iter_matches(session: Session, filters: Filters, batch: int) -> Iterator[list[Delivery]]:
+    """Every matching callback, newest first, a batch at a time (for exports)."""
+    before = None
+    while True:
+        keyset = Delivery.id < before if before is not None else None
+        found = session.scalars(_matching_ids(filters, keyset, ascending=False, limit=batch)).all()
+        if not found:
+            return
+        yield by_ids(session, list(found))[::-1]
+        session.expunge_all()  # a batch written out is not needed again: memory stays flat
+        before = found[-1]
+
+
+def get(session: Session, delivery_id: int) -> Delivery | None:
+    """One stored callback by id, or None."""
+    return session.get(Delivery, delivery_id)
+
+
+def related(session: Session, delivery: Delivery) -> list[Delivery]:
+    """Other callbacks about the same message (statuses, repeats), oldest first."""
+    conditions = []
+    if delivery.message_id:
+        conditions += [
+            Delivery.message_id == delivery.message_id,
+            Delivery.id.in_(
+                select(StatusMessageId.delivery_id).where(
+                    StatusMessageId.message_id == delivery.message_id
+                )
+            ),
+        ]
+    if delivery.zaap_id:
+        conditions.append(Delivery.zaap_id == delivery.zaap_id)
+    status_ids = [row.message_id for row in delivery.status_ids]
+    if status_ids:
+        conditions.append(Delivery.message_id.in_(status_ids))
+    if not conditions:
+        return []
+    query = (
+        select(Delivery)
+        .where(or_(*conditions), Delivery.id != delivery.id)
+        .order_by(Delivery.received_at, Delivery.id)
+        .limit(RELATED_LIMIT)
+    )
+    return list(session.scalars(query))
+
+
+# A message gathers a handful of statuses; this only bounds a pathological page.
+RELATED_LIMIT = 200
+
+
+def count_older_than(session: Session, cutoff: datetime) -> int:
+    """How many callbacks arrived before ``cutoff``."""
+    query = select(func.count()).select_from(Delivery).where(Delivery.received_at < cutoff)
+    return session.scalar(query)
+
+
+def prune_batch(session: Session, cutoff: datetime, size: int) -> int:
+    """Delete up to ``size`` of the oldest callbacks received before ``cutoff``; return how many."""
+    oldest = (
+        select(Delivery.id).where(Delivery.received_at < cutoff).order_by(Delivery.id).limit(size)
+    )
+    ids = list(session.scalars(oldest))
+    if not ids:
+        return 0
+    # Status ids go first, so this works whether or not the database enforces the cascade.
+    session.execute(delete(StatusMessageId).where(StatusMessageId.delivery_id.in_(ids)))
+    session.execute(delete(Delivery).where(Delivery.id.in_(ids)))
+    return len(ids)
+
+
+def _matching_ids(
+    filters: Filters, keyset: ColumnElement | None, ascending: bool, limit: int
+) -> Select:
+    # The ids of matching callbacks in cursor order. A phone is looked up in the chat's
+    # phone and in the group member's, each through its own index already in id order;
+    # the union of the two short lists is then cut to the page.
+    conditions = _conditions(filters)
+    if keyset is not None:
+        conditions.append(keyset)
+    order = Delivery.id.asc() if ascending else Delivery.id.desc()
+    if filters.phone is None:
+        return select(Delivery.id).where(*conditions).order_by(order).limit(limit)
+    per_column = [
+        select(Delivery.id)
+        .where(_phone_condition(column, filters.phone), *conditions)
+        .order_by(order)
+        .limit(limit)
+        .subquery()
+        for column in (Delivery.phone_key_reversed, Delivery.participant_key_reversed)
+    ]
+    both = union(*(select(part.c.id) for part in per_column)).subquery()
+    return (
+        select(both.c.id).order_by(both.c.id.asc() if ascending else both.c.id.desc()).limit(limit)
+    )
+
+
+def _conditions(filters: Filters) -> list[ColumnElement]:
+    conditions = []
+    if filters.type:
+        conditions.append(Delivery.type == filters.type)
+    if filters.failed:
+        conditions.append(Delivery.error.is_not(None))
+    if filters.instance:
+        conditions.append(Delivery.instance_id == filters.instance)
+    if filters.since:
+        conditions.append(Delivery.received_at >= filters.since)
+    if filters.until:
+        conditions.append(Delivery.received_at < filters.until)
+    return conditions
+
+
+def _phone_condition(column, phone: PhoneQuery) -> ColumnElement:
+    if phone.kind == "exact":
+        return column == phone.value[::-1]
+    # Keys are stored backwards, so "ends with 9999" is the range of keys starting "9999";
+    # the upper bound is the prefix with its last character moved one up ("999:").
+    prefix = phone.value[::-1]
+    return (column >= prefix) & (column < prefix[:-1] + chr(ord(prefix[-1]) + 1))

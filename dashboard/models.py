@@ -1,12 +1,12 @@
 """Database tables as typed SQLAlchemy models."""
 
 from datetime import UTC, datetime
-from typing import ClassVar
 
 from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -48,6 +48,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Keys are compared byte by byte on every database, so that a range of them is a prefix
+# search (PostgreSQL's default collation would not keep "9999" < "999:").
+_BYTEWISE_TEXT = String(255).with_variant(String(255, collation="C"), "postgresql")
+
+
 class Base(DeclarativeBase):
     """Declarative base carrying the naming convention."""
 
@@ -58,8 +63,6 @@ class Delivery(Base):
     """One callback Z-API sent us, with its raw body and the fields we search on."""
 
     __tablename__ = "deliveries"
-    # AUTOINCREMENT: ids are the live feed's cursor, so SQLite must never reuse one.
-    __table_args__: ClassVar = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -77,10 +80,35 @@ class Delivery(Base):
     status: Mapped[str | None] = mapped_column(String(255))
     is_group: Mapped[bool | None] = mapped_column()
     participant: Mapped[str | None] = mapped_column(String(255))
+    # The canonical keys of the chat's phone and of the group member (dashboard.phones),
+    # stored backwards so that one index answers both "is this number" and "ends with".
+    phone_key_reversed: Mapped[str | None] = mapped_column(_BYTEWISE_TEXT)
+    participant_key_reversed: Mapped[str | None] = mapped_column(_BYTEWISE_TEXT)
     raw: Mapped[str] = mapped_column(Text)
 
     status_ids: Mapped[list["StatusMessageId"]] = relationship(
         back_populates="delivery", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    __table_args__ = (
+        # (key, id): a number's callbacks come out of the index already newest first.
+        Index("ix_deliveries_phone_key_reversed_id", phone_key_reversed, id),
+        Index(
+            "ix_deliveries_participant_key_reversed_id",
+            participant_key_reversed,
+            id,
+            sqlite_where=participant_key_reversed.is_not(None),
+            postgresql_where=participant_key_reversed.is_not(None),
+        ),
+        # Failed sends are few: "failed only" reads them without walking the others.
+        Index(
+            "ix_deliveries_failed_id",
+            id,
+            sqlite_where=error.is_not(None),
+            postgresql_where=error.is_not(None),
+        ),
+        # AUTOINCREMENT: ids are the live feed's cursor, so SQLite must never reuse one.
+        {"sqlite_autoincrement": True},
     )
 
 
@@ -180,6 +208,33 @@ class ZapiSettings(Base):
     set_message_status: Mapped[bool] = mapped_column(default=False)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A personal token that lets a script read the JSON API as its user."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    # SHA-256 of the token, which is shown once: a copy of the database opens nothing.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The last four characters, so people can tell their tokens apart.
+    hint: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobLease(Base):
+    """Who runs a scheduled job now, and until when: one instance at a time does it."""
+
+    __tablename__ = "job_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SettingsChange(Base):

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import phones
 from .translatable import N_
 
 # Indexed text columns are capped so that no sender can make an index entry too large.
@@ -46,6 +47,8 @@ class Callback:
     status: str | None = None
     is_group: bool | None = None
     participant: str | None = None
+    phone_key_reversed: str | None = None
+    participant_key_reversed: str | None = None
     status_ids: tuple[str, ...] = field(default=())
 
     def columns(self) -> dict[str, Any]:
@@ -95,12 +98,15 @@ def parse(body: bytes) -> Callback:
         raise InvalidCallback(N_('The "type" field is longer than 64 characters.'))
 
     is_status = callback_type == "MessageStatusCallback"
+    phone = _text(payload.get("phone"))
+    # A group member is "participant" in a status and "participantPhone" in a message.
+    member = _text(payload.get("participant") if is_status else payload.get("participantPhone"))
     return Callback(
         raw=text,
         dedup_key=dedup_key(payload),
         type=callback_type,
         instance_id=_text(payload.get("instanceId")),
-        phone=_text(payload.get("phone")),
+        phone=phone,
         message_id=_text(payload.get("messageId")),
         zaap_id=_text(payload.get("zaapId")),
         momment=normalise_momment(payload.get("momment")),
@@ -108,7 +114,9 @@ def parse(body: bytes) -> Callback:
         error_code=_text(payload.get("errorCode")),
         status=_text(payload.get("status")) if is_status else None,
         is_group=payload.get("isGroup") if isinstance(payload.get("isGroup"), bool) else None,
-        participant=_text(payload.get("participant")) if is_status else None,
+        participant=member if is_status else None,
+        phone_key_reversed=phones.reversed_key(phones.stored_key(phone)),
+        participant_key_reversed=phones.reversed_key(phones.stored_key(member)),
         status_ids=_status_ids(payload.get("ids")) if is_status else (),
     )
 

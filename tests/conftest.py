@@ -8,7 +8,15 @@ import pytest
 from dashboard import create_app
 from dashboard.extensions import db
 
-from .support import Server, make_user, sign_in, start_server, stop_server
+from .support import (
+    POSTGRES_URL,
+    Server,
+    make_user,
+    reset_postgres,
+    sign_in,
+    start_server,
+    stop_server,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +33,23 @@ def app(tmp_path):
     application = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data")})
     yield application
     db.engine.dispose()
+
+
+@pytest.fixture
+def pg_app(tmp_path):
+    """An app on the PostgreSQL of this machine, its tables dropped first (skips without it)."""
+    reset_postgres()
+    application = create_app(
+        {"TESTING": True, "DATA_DIR": str(tmp_path / "data"), "DATABASE_URL": POSTGRES_URL}
+    )
+    yield application
+    db.engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db_app(request):
+    """The same test on a SQLite file and on PostgreSQL."""
+    return request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
 
 
 @pytest.fixture

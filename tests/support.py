@@ -10,7 +10,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import requests
+from sqlalchemy import MetaData, create_engine
+from sqlalchemy.exc import OperationalError
+
+from dashboard import deliveries
+from dashboard.extensions import db
+from dashboard.payloads import parse
 
 SEED = {
     "phone": "554499999999",
@@ -39,6 +46,7 @@ STATUS = {
     "isGroup": False,
 }
 TOKEN = "test-token-0123456789abcdefABCDEF"
+POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEADLINE_SECONDS = 60
 
 
@@ -193,3 +201,33 @@ def create_user_with_cli(data_dir: Path, username: str, password: str, role: str
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def store(payload: dict):
+    """Store one callback straight through the domain; returns its Recorded."""
+    (recorded,) = store_all([payload])
+    return recorded
+
+
+def store_all(payloads: list[dict]):
+    """Store callbacks in one write transaction; returns their Recorded, in order."""
+    with db.writing() as session:
+        return deliveries.record(session, [parse(json.dumps(p).encode()) for p in payloads])
+
+
+def reset_postgres():
+    """Drop every table of the test database, or skip the test when no PostgreSQL answers."""
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.begin() as connection:
+            # Every table, ours and Alembic's, so each test starts from an empty database.
+            existing = MetaData()
+            existing.reflect(connection)
+            existing.drop_all(connection)
+    except (OperationalError, ImportError) as exc:
+        reason = f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}"
+        # CI starts PostgreSQL itself, so there a missing server is a failure, not a skip.
+        if os.environ.get("CI_REQUIRE_SERVICES"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    engine.dispose()

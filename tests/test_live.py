@@ -16,14 +16,15 @@ from dashboard.payloads import parse
 
 from .support import (
     PASSWORD,
+    POSTGRES_URL,
     TOKEN,
     cli_command,
     create_user_with_cli,
     csrf_token,
+    reset_postgres,
     start_server,
     stop_server,
 )
-from .test_postgres import POSTGRES_URL, reset_postgres
 from .ws import (
     DEADLINE,
     close_quietly,

@@ -1,53 +1,15 @@
 """Storage on PostgreSQL (the database of multi-instance installs)."""
 
 import json
-import os
 import threading
 
-import pytest
-from sqlalchemy import MetaData, create_engine, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, select
 
-from dashboard import create_app, deliveries
 from dashboard.extensions import callback_writer, db
 from dashboard.models import Delivery, StatusMessageId
 from dashboard.payloads import parse
 
-from .support import SEED, STATUS
-
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def reset_postgres():
-    """Drop our tables, or skip the test when no PostgreSQL answers."""
-    try:
-        engine = create_engine(POSTGRES_URL)
-        with engine.begin() as connection:
-            # Every table, ours and Alembic's, so each test starts from an empty database.
-            existing = MetaData()
-            existing.reflect(connection)
-            existing.drop_all(connection)
-    except (OperationalError, ImportError) as exc:
-        reason = f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}"
-        # CI starts PostgreSQL itself, so there a missing server is a failure, not a skip.
-        if os.environ.get("CI_REQUIRE_SERVICES"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    engine.dispose()
-
-
-@pytest.fixture
-def pg_app(tmp_path):
-    reset_postgres()
-    app = create_app({"DATA_DIR": str(tmp_path), "DATABASE_URL": POSTGRES_URL})
-    yield app
-    db.engine.dispose()
-
-
-def store(payload):
-    with db.writing() as session:
-        (recorded,) = deliveries.record(session, [parse(json.dumps(payload).encode())])
-    return recorded
+from .support import SEED, STATUS, store
 
 
 def test_callbacks_are_stored_once_on_postgres(pg_app):

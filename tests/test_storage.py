@@ -8,18 +8,7 @@ from dashboard.extensions import callback_writer, db
 from dashboard.models import Delivery, RejectedRequest, StatusMessageId
 from dashboard.payloads import parse
 
-from .support import FAILED, SEED, STATUS
-
-
-def store(payload):
-    with db.writing() as session:
-        (recorded,) = deliveries.record(session, [parse(json.dumps(payload).encode())])
-    return recorded
-
-
-def store_batch(payloads):
-    with db.writing() as session:
-        return deliveries.record(session, [parse(json.dumps(p).encode()) for p in payloads])
+from .support import FAILED, SEED, STATUS, store, store_all
 
 
 def count(model):
@@ -53,9 +42,9 @@ def test_a_repeat_stores_nothing_new_and_counts_the_receipt(app):
 
 
 def test_repeats_within_one_batch_are_folded(app):
-    (existing,) = store_batch([SEED])
+    (existing,) = store_all([SEED])
     batch = [FAILED, SEED, FAILED, STATUS, FAILED]
-    results = store_batch(batch)
+    results = store_all(batch)
     ids = [result.id for result in results]
     assert ids[0] == ids[2] == ids[4] != ids[3]
     assert ids[1] == existing.id
