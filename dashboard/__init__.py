@@ -11,7 +11,7 @@ from .config import ConfigError
 from .extensions import babel, csrf, db, sock, vault
 from .logs import database_reason
 from .paths import resource_dir
-from .views import account, api, feed, health, users, webhooks
+from .views import account, api, export, feed, health, search, users, webhooks
 from .views import auth as auth_views
 from .views import live as live_views
 from .views import settings as settings_views
@@ -21,6 +21,8 @@ BLUEPRINTS = (
     health.bp,
     auth_views.bp,
     feed.bp,
+    search.bp,
+    export.bp,
     users.bp,
     account.bp,
     settings_views.bp,

@@ -1,0 +1,126 @@
+"""Read a search from query-string parameters: one reader for the page, the API and exports."""
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from .deliveries import Filters
+from .phones import PhoneQueryError, parse_query
+from .translatable import N_
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+# Large enough for any row id, small enough for every database's integer column.
+MAX_CURSOR = 2**63 - 1
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"", "0", "false", "no", "off"}
+# An unescaped "+" in a query string arrives as a space: "...T14:30:00 03:00".
+_OFFSET_AS_SPACE = re.compile(r" (\d{2}:?\d{2})$")
+
+
+class BadParameter(ValueError):
+    """A query parameter we cannot use; ``message`` (an untranslated msgid) says why."""
+
+    def __init__(self, name: str, message: str, **params):
+        super().__init__(f"{name}: {message % params}")
+        self.name = name
+        self.message = message
+        self.params = params
+
+
+@dataclass(frozen=True)
+class Search:
+    """A parsed search: what to match and which page of it."""
+
+    filters: Filters = field(default_factory=Filters)
+    limit: int = DEFAULT_LIMIT
+    before: int | None = None
+    after: int | None = None
+
+
+def parse(args: Mapping[str, str]) -> Search:
+    """Turn ``phone``, ``type``, ``failed``, ``instance``, ``since``, ``until``, ``limit``,
+    ``before`` and ``after`` into a Search; raise BadParameter naming the first bad one."""
+    phone_text = _text(args, "phone")
+    try:
+        phone = parse_query(phone_text) if phone_text else None
+    except PhoneQueryError as exc:
+        raise BadParameter("phone", exc.message) from exc
+    since = _moment(args, "since", end_of_day=False)
+    until = _moment(args, "until", end_of_day=True)
+    if since and until and since >= until:
+        raise BadParameter("until", N_("The end of the date range must be after its start."))
+    before, after = _cursor(args, "before"), _cursor(args, "after")
+    if before is not None and after is not None:
+        raise BadParameter("after", N_("Give either before or after, not both."))
+    return Search(
+        filters=Filters(
+            phone=phone,
+            type=_text(args, "type") or None,
+            failed=_flag(args, "failed"),
+            instance=_text(args, "instance") or None,
+            since=since,
+            until=until,
+        ),
+        limit=_limit(args),
+        before=before,
+        after=after,
+    )
+
+
+def _text(args: Mapping[str, str], name: str) -> str:
+    value = args.get(name, "").strip()
+    if "\x00" in value:  # no database stores it, and no one types it
+        raise BadParameter(name, N_("Remove the NUL character from this value."))
+    return value
+
+
+def _flag(args: Mapping[str, str], name: str) -> bool:
+    value = _text(args, name).lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadParameter(name, N_("Use 1 or 0 (true or false)."))
+
+
+def _moment(args: Mapping[str, str], name: str, end_of_day: bool) -> datetime | None:
+    # A date alone is a whole UTC day: "until 2026-11-25" includes that day.
+    value = _text(args, name)
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            return moment + timedelta(days=1) if end_of_day else moment
+        moment = datetime.fromisoformat(_OFFSET_AS_SPACE.sub(r"+\1", value).replace("Z", "+00:00"))
+    except (ValueError, OverflowError) as exc:
+        raise BadParameter(
+            name, N_("Use a date like 2026-11-25 or a time like 2026-11-25T14:30:00Z.")
+        ) from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _cursor(args: Mapping[str, str], name: str) -> int | None:
+    value = _text(args, name)
+    if not value:
+        return None
+    if not _is_number(value) or int(value) > MAX_CURSOR:
+        raise BadParameter(name, N_("Use a callback id: a whole number of 0 or more."))
+    return int(value)
+
+
+def _limit(args: Mapping[str, str]) -> int:
+    value = _text(args, "limit")
+    if not value:
+        return DEFAULT_LIMIT
+    if not _is_number(value) or not 1 <= int(value) <= MAX_LIMIT:
+        raise BadParameter("limit", N_("Use a whole number from 1 to %(max)d."), max=MAX_LIMIT)
+    return int(value)
+
+
+def _is_number(value: str) -> bool:
+    # ASCII digits only, and few enough that int() is cheap and fits a BIGINT.
+    return value.isascii() and value.isdigit() and len(value) <= 19
