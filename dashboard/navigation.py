@@ -1,4 +1,4 @@
-"""The site's navigation: which sections a user sees, in which order."""
+"""What every page's template can use: the navigation, the language, the phone format."""
 
 from typing import NamedTuple
 
@@ -6,6 +6,8 @@ from flask import Flask, current_app, request
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+
+from . import phones
 
 
 class NavItem(NamedTuple):
@@ -50,5 +52,6 @@ def current_language() -> str:
 
 
 def init(app: Flask) -> None:
-    """Make the navigation helpers available to every template."""
+    """Make the navigation helpers and the phone format available to every template."""
     app.jinja_env.globals.update(navigation=navigation, current_language=current_language)
+    app.add_template_filter(phones.display, "phone")

@@ -106,7 +106,7 @@
 
     const phone = field(row, "phone");
     phone.dataset.phone = asText(delivery.phone);
-    phone.textContent = asText(delivery.phone);
+    phone.textContent = asText(delivery.phoneDisplay);
     field(row, "type").textContent = asText(delivery.type);
 
     // Status: error -> "Failed", its code and its text; else status; else "Handed to WhatsApp".

@@ -221,7 +221,9 @@ def test_a_callback_appears_on_the_open_page_without_reload(live_server, visitor
     assert arrived_after < ARRIVAL_SECONDS, f"the row took {arrived_after:.3f} s"
 
     assert navigations == [], "the page reloaded"
-    expect(row.locator('[data-field="phone"]')).to_have_text(SEED["phone"])
+    # Shown the way people write it, the stored digits kept for copying and filtering.
+    expect(row.locator('[data-field="phone"]')).to_have_text("+55 44 9999-9999")
+    expect(row.locator('[data-field="phone"]')).to_have_attribute("data-phone", SEED["phone"])
     expect(row.locator('[data-field="type"]')).to_have_text("DeliveryCallback")
     expect(row).to_contain_text("Handed to WhatsApp")
     expect(me.feed_rows.first).to_have_attribute("data-id", re.compile(r"^\d+$"))
@@ -272,7 +274,9 @@ def test_the_page_reconnects_after_a_restart_and_shows_what_it_missed(tmp_path, 
     for position, payload in enumerate(reversed(missed), start=1):
         row = me.feed_rows.nth(position)
         expect(row).to_contain_text(payload["messageId"])
-        expect(row.locator('[data-field="phone"]')).to_have_text(payload["phone"])
+        expect(row.locator('[data-field="phone"]')).to_have_attribute(
+            "data-phone", payload["phone"]
+        )
     expect(me.feed_rows.nth(1)).to_have_attribute("data-id", str(max(stored)))
     expect(me.feed_rows.nth(4)).to_contain_text(before["messageId"])
     expect(me.feed_rows.filter(has_text="arrived while you were offline")).to_have_count(1)
