@@ -19,10 +19,7 @@ import http.client
 import json
 import math
 import os
-import re
 import secrets
-import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -34,7 +31,19 @@ from pathlib import Path
 
 import common  # bench/ is on sys.path: the scripts live there
 import requests
-from common import BenchError, free_port, server_env, stop_server
+from common import (
+    REQUEST_TIMEOUT_S,
+    START_DEADLINE_S,
+    BenchError,
+    Server,
+    children_of,
+    create_admin,
+    proc_number,
+    running_server,
+    server_env,
+    sign_in,
+    stat_fields,
+)
 
 from dashboard.live import SQLITE_WATCH_SECONDS
 
@@ -50,7 +59,6 @@ SEED_CALLBACK = {
     "type": "DeliveryCallback",
     "instanceId": "instance.id",
 }
-ADMIN = "bench-admin"
 
 GOAL_P99_MS = 100.0
 GOAL_MAX_MS = 500.0
@@ -58,49 +66,20 @@ GOAL_IDLE_CPU_PERCENT = 1.0
 GOAL_RSS_MB = 150.0
 MB = 1_000_000  # the goal's unit; /proc reports KiB
 
-# Generous: a cold start on a busy 2-core machine imports Flask, SQLAlchemy and Alembic.
-START_DEADLINE_S = 60.0
 CONNECT_DEADLINE_S = 60.0
 # After the last POST has its answer, every socket must have every delivery by then.
 DELIVERY_DEADLINE_S = 30.0
-# The webhook waits up to WRITE_TIMEOUT_SECONDS (30 s) for its commit before a 503.
-REQUEST_TIMEOUT_S = 40.0
 POLL_INTERVAL_S = 0.05
 # Above this (% of one core) other processes' CPU use during the load is pointed out.
 BUSY_MACHINE_PERCENT = 10.0
 # Threads that send the paced POSTs: enough that a slow answer never delays the next one.
 POST_THREADS = 16
 
-CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TCP_ESTABLISHED = "01"
 
 
 # --- the server -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Server:
-    """A running ``zapi-dashboard serve`` and where its output goes."""
-
-    process: subprocess.Popen
-    port: int
-    token: str
-    log_path: Path
-
-    @property
-    def base_url(self) -> str:
-        """The server's address, e.g. ``http://127.0.0.1:8000``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def webhook_url(self) -> str:
-        """The webhook URL, token included."""
-        return f"{self.base_url}/webhooks/{self.token}"
-
-    def log_text(self) -> str:
-        """Everything the server wrote to stdout and stderr so far."""
-        return self.log_path.read_text(errors="replace")
 
 
 def parse_args() -> argparse.Namespace:
@@ -123,80 +102,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def cli_path() -> str:
-    """The ``zapi-dashboard`` console script of this virtualenv."""
-    beside = Path(sys.executable).with_name("zapi-dashboard")
-    found = str(beside) if beside.exists() else shutil.which("zapi-dashboard")
-    if found is None:
-        raise BenchError("zapi-dashboard is not installed (pip install -e . in the repository)")
-    return found
-
-
-def create_admin(env: dict[str, str], password: str) -> None:
-    """Add the benchmark's admin with ``zapi-dashboard create-user --password-stdin``."""
-    command = [cli_path(), "create-user", ADMIN, "--role", "admin", "--password-stdin"]
-    try:
-        result = subprocess.run(
-            command,
-            input=password + "\n",
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=START_DEADLINE_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise BenchError("create-user did not finish in time") from None
-    if result.returncode != 0:
-        raise BenchError(f"create-user failed: {result.stderr.strip() or result.stdout.strip()}")
-
-
-@contextlib.contextmanager
-def running_server(args: argparse.Namespace, workdir: Path, env: dict) -> Iterator[Server]:
-    """Start ``zapi-dashboard serve``, wait until every worker answers, and always stop it."""
-    port = free_port()
-    log_path = workdir / "server.log"
-    command = [
-        cli_path(),
-        "serve",
-        "--host=127.0.0.1",
-        f"--port={port}",
-        f"--workers={args.workers}",
-        f"--threads={args.threads}",
-    ]
-    # A file, not a pipe: a pipe nobody drains would block the server once it fills up.
-    # A session of its own keeps Ctrl-C away from gunicorn, so shutdown stays ours to do,
-    # and makes the master and its workers one process group to signal.
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    server = Server(process, port, env["DASHBOARD_WEBHOOK_TOKEN"], log_path)
-    try:
-        yield server
-    finally:
-        stop_server(process)
-
-
 # --- /proc --------------------------------------------------------------------------------
-
-
-def stat_fields(pid: int) -> list[str]:
-    """The fields of /proc/<pid>/stat after the command name (state, ppid, ...; see proc(5))."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2 :].split()
-
-
-def children_of(pid: int) -> list[int]:
-    """The processes whose parent is ``pid``: gunicorn's workers, for its master."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            if int(stat_fields(int(entry.name))[1]) == pid:
-                found.append(int(entry.name))
-    return sorted(found)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -253,15 +159,6 @@ class CpuWatch:
             others=percent(max(0.0, busy - server - benchmark)),
             steal=percent(steal),
         )
-
-
-def proc_number(path: str, key: str) -> int | None:
-    """The ``key:  N [kB]`` value of a /proc status-like file, or None when absent."""
-    with contextlib.suppress(OSError):
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
 
 
 def memory(pid: int) -> tuple[int, int | None]:
@@ -384,24 +281,6 @@ def wait_for_workers(server: Server, count: int) -> list[int]:
 
 
 # --- the live feed clients ----------------------------------------------------------------
-
-
-def sign_in(base_url: str, password: str) -> requests.Session:
-    """Sign the admin in through the real form (GET /login, csrf_token, POST)."""
-    session = requests.Session()
-    page = session.get(f"{base_url}/login", timeout=REQUEST_TIMEOUT_S)
-    found = CSRF_FIELD.search(page.text)
-    if page.status_code != 200 or found is None:
-        raise BenchError(f"GET /login gave {page.status_code} and no CSRF token")
-    answer = session.post(
-        f"{base_url}/login",
-        data={"username": ADMIN, "password": password, "csrf_token": found.group(1)},
-        allow_redirects=False,
-        timeout=REQUEST_TIMEOUT_S,
-    )
-    if answer.status_code not in (302, 303):
-        raise BenchError(f"signing in failed: POST /login gave {answer.status_code}")
-    return session
 
 
 class FeedClient:
@@ -885,7 +764,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
 
     with contextlib.ExitStack() as stack:
         print("starting zapi-dashboard serve...", flush=True)
-        server = stack.enter_context(running_server(args, workdir, env))
+        server = stack.enter_context(running_server(args.workers, args.threads, workdir, env))
         workers = wait_for_workers(server, args.workers)
         master = server.process.pid
 

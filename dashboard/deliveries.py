@@ -210,23 +210,22 @@ def search(
     after: int | None = None,
 ) -> Page:
     """The page of matching callbacks just older than ``before`` (or newer than ``after``)."""
+    # One row past the page tells whether there is a page beyond it.
     if after is not None:
-        ids = _matching_ids(filters, Delivery.id > after, ascending=True, limit=limit + 1)
-        found = list(reversed(session.scalars(ids).all()))
-        more_newer = len(found) > limit
-        found = found[-limit:] if more_newer else found
-        items = by_ids(session, found)[::-1]
+        rows = _rows(session, _matching_ids(filters, Delivery.id > after, True, limit + 1))
+        more_newer = len(rows) > limit
+        items = rows[-limit:]  # newest first: the rows nearest ``after`` are the last ones
         return Page(
             items,
             older=items[-1].id if items else None,
-            newer=found[0] if more_newer else None,
+            newer=items[0].id if more_newer else None,
         )
     keyset = Delivery.id < before if before is not None else None
-    found = session.scalars(_matching_ids(filters, keyset, ascending=False, limit=limit + 1)).all()
-    items = by_ids(session, list(found[:limit]))[::-1]
+    rows = _rows(session, _matching_ids(filters, keyset, False, limit + 1))
+    items = rows[:limit]
     return Page(
         items,
-        older=items[-1].id if len(found) > limit else None,
+        older=items[-1].id if len(rows) > limit else None,
         newer=items[0].id if before is not None and items else None,
     )
 
@@ -242,12 +241,12 @@ def iter_matches(session: Session, filters: Filters, batch: int) -> Iterator[lis
     before = None
     while True:
         keyset = Delivery.id < before if before is not None else None
-        found = session.scalars(_matching_ids(filters, keyset, ascending=False, limit=batch)).all()
-        if not found:
+        rows = _rows(session, _matching_ids(filters, keyset, ascending=False, limit=batch))
+        if not rows:
             return
-        yield by_ids(session, list(found))[::-1]
+        yield rows
         session.expunge_all()  # a batch written out is not needed again: memory stays flat
-        before = found[-1]
+        before = rows[-1].id
 
 
 def get(session: Session, delivery_id: int) -> Delivery | None:
@@ -331,6 +330,13 @@ def _matching_ids(
     return (
         select(both.c.id).order_by(both.c.id.asc() if ascending else both.c.id.desc()).limit(limit)
     )
+
+
+def _rows(session: Session, ids: Select) -> list[Delivery]:
+    # The callbacks of a list of matching ids, newest first, in one statement.
+    matching = ids.subquery()
+    query = select(Delivery).join(matching, Delivery.id == matching.c.id)
+    return list(session.scalars(query.order_by(Delivery.id.desc())))
 
 
 def _conditions(filters: Filters) -> list[ColumnElement]:
