@@ -22,3 +22,30 @@ def test_the_app_starts_on_the_newest_revision(app):
 
 def test_upgrading_twice_is_harmless(app):
     assert migrate.upgrade(db.engine) == migrate.head_revision()
+
+
+def test_callbacks_stored_before_search_existed_get_their_search_keys(tmp_path):
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    with engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0003")
+        connection.execute(
+            text(
+                "INSERT INTO deliveries (received_at, dedup_key, receive_count, type, phone, raw)"
+                " VALUES ('2026-01-01 00:00:00', 'k1', 1, 'MessageStatusCallback',"
+                " '120363019502650977-group', :raw)"
+            ),
+            {
+                "raw": '{"type": "MessageStatusCallback", "phone": "120363019502650977-group",'
+                ' "participant": "554499999999", "status": "READ"}'
+            },
+        )
+    assert migrate.upgrade(engine) == migrate.head_revision()
+    with engine.connect() as connection:
+        keys = connection.execute(
+            text("SELECT phone_key_reversed, participant_key_reversed FROM deliveries")
+        ).one()
+    assert keys == ("puorg-779056205910363021", "9999999994455")
+    engine.dispose()
