@@ -11,7 +11,7 @@ from .config import ConfigError
 from .extensions import babel, csrf, db, sock, vault
 from .logs import database_reason
 from .paths import resource_dir
-from .views import account, api, export, feed, health, search, users, webhooks
+from .views import RowIdConverter, account, api, export, feed, health, search, users, webhooks
 from .views import auth as auth_views
 from .views import live as live_views
 from .views import settings as settings_views
@@ -51,6 +51,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     navigation.init(app)
     sock.init_app(app)
     errors.register(app)
+    app.url_map.converters["row_id"] = RowIdConverter
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app

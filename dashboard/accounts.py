@@ -130,8 +130,8 @@ def _keep_an_admin(session: Session, leaving: User) -> None:
 
 def start_session(session: Session, user: User) -> str:
     """Open a session for ``user`` and return its secret token (for the cookie)."""
-    token = secrets.token_urlsafe(32)
-    session.add(UserSession(token_hash=_digest(token), user_id=user.id))
+    token = new_token()
+    session.add(UserSession(token_hash=token_digest(token), user_id=user.id))
     return token
 
 
@@ -140,7 +140,7 @@ def session_user(session: Session, token: str) -> SessionUser | None:
     user = session.scalar(
         select(User)
         .join(UserSession, UserSession.user_id == User.id)
-        .where(UserSession.token_hash == _digest(token), User.active)
+        .where(UserSession.token_hash == token_digest(token), User.active)
     )
     if user is None:
         return None
@@ -149,7 +149,7 @@ def session_user(session: Session, token: str) -> SessionUser | None:
 
 def live_session_tokens(session: Session, tokens: set[str]) -> set[str]:
     """Those of ``tokens`` whose session is still open for an enabled user."""
-    by_digest = {_digest(token): token for token in tokens}
+    by_digest = {token_digest(token): token for token in tokens}
     alive = session.scalars(
         select(UserSession.token_hash)
         .join(User, User.id == UserSession.user_id)
@@ -160,7 +160,7 @@ def live_session_tokens(session: Session, tokens: set[str]) -> set[str]:
 
 def end_session(session: Session, token: str) -> None:
     """End one session."""
-    session.execute(delete(UserSession).where(UserSession.token_hash == _digest(token)))
+    session.execute(delete(UserSession).where(UserSession.token_hash == token_digest(token)))
 
 
 def end_all_sessions(session: Session, user_id: int) -> None:
@@ -170,9 +170,11 @@ def end_all_sessions(session: Session, user_id: int) -> None:
 
 def issue_setup_token(session: Session) -> str:
     """A new one-time setup token (any older one stops working)."""
-    token = secrets.token_urlsafe(32)
+    token = new_token()
     session.execute(delete(SetupToken))
-    session.add(SetupToken(token_hash=_digest(token), expires_at=utcnow() + SETUP_LINK_LIFETIME))
+    session.add(
+        SetupToken(token_hash=token_digest(token), expires_at=utcnow() + SETUP_LINK_LIFETIME)
+    )
     return token
 
 
@@ -180,7 +182,7 @@ def redeem_setup_token(session: Session, token: str, *, consume: bool) -> bool:
     """Whether ``token`` may create the first admin now; ``consume`` uses it up."""
     if count_users(session):
         return False
-    found = session.get(SetupToken, _digest(token))
+    found = session.get(SetupToken, token_digest(token))
     if found is None or found.expires_at <= utcnow():
         return False
     if consume:
@@ -188,5 +190,11 @@ def redeem_setup_token(session: Session, token: str, *, consume: bool) -> bool:
     return True
 
 
-def _digest(token: str) -> str:
+def new_token() -> str:
+    """A fresh secret of 256 random bits, safe in URLs, cookies and headers."""
+    return secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    """What we store of a secret token: its SHA-256, so a copy of the database opens nothing."""
     return hashlib.sha256(token.encode()).hexdigest()

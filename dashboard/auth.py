@@ -7,7 +7,7 @@ from flask import Flask, abort, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import UserMixin, current_user, login_user, logout_user
 
-from . import accounts
+from . import accounts, api_tokens
 from .errors import json_error, wants_json
 from .extensions import db, login_manager
 from .models import User
@@ -41,6 +41,7 @@ def init(app: Flask) -> None:
     login_manager.init_app(app)
     login_manager.session_protection = None  # our server-side sessions already end for good
     login_manager.user_loader(_load_user)
+    login_manager.request_loader(_load_token_user)
     login_manager.unauthorized_handler(_unauthorized)
     app.before_request(_require_sign_in)
 
@@ -88,6 +89,25 @@ def _load_user(token: str) -> SignedInUser | None:
     return SignedInUser(found) if found else None
 
 
+def _load_token_user(request) -> SignedInUser | None:
+    # A token signs in this one request, and only to the JSON API: never a page, a form
+    # or the live socket, which rely on the session cookie (and its CSRF protection).
+    if request.blueprint != "api":
+        return None
+    scheme, _space, secret = request.headers.get("Authorization", "").partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        return None
+    with db.reading() as transaction:
+        found = api_tokens.user_for_token(transaction, secret)
+    if found is None:
+        return None
+    if found.use_due:
+        with db.writing() as transaction:
+            api_tokens.record_use(transaction, found.token_id)
+    return SignedInUser(found.user)
+
+
 def _require_sign_in():
     # A URL that matches no route answers 404/405 as usual; it shows nothing private.
     if request.routing_exception is not None or request.endpoint in PUBLIC_ENDPOINTS:
@@ -98,7 +118,26 @@ def _require_sign_in():
 
 
 def _unauthorized():
+    if request.blueprint == "api":
+        return _refuse_api_request()
     if wants_json():
         return json_error(401, _("Sign in first, or send a valid API token."))
     next_path = request.full_path.rstrip("?") if request.method == "GET" else None
     return redirect(url_for("auth.login", next=next_path))
+
+
+def _refuse_api_request():
+    # RFC 6750: name the scheme we accept, and say when the token sent was the problem.
+    if "Authorization" in request.headers:
+        response = json_error(
+            401,
+            _(
+                "This API token is not valid: it may be mistyped or revoked, or its user "
+                "disabled. Send it as Authorization: Bearer <token>."
+            ),
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+    response = json_error(401, _("Sign in first, or send a valid API token."))
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response

@@ -1,4 +1,4 @@
-"""The ``zapi-dashboard`` command: serve, webhook-url and database upgrades."""
+"""The ``zapi-dashboard`` command: serve, webhook-url, database upgrades, accounts, prune."""
 
 import sys
 
@@ -6,7 +6,7 @@ import click
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import accounts, create_app, migrate, server, settings
+from . import accounts, create_app, leases, migrate, retention, server, settings
 from .config import ConfigError
 from .extensions import db
 from .logs import database_reason
@@ -145,3 +145,42 @@ def set_password(name: str, password_stdin: bool) -> None:
     except accounts.AccountError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Password of {user.username} changed.")
+
+
+@main.command("prune")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Delete callbacks older than this many days  [default: DASHBOARD_RETENTION_DAYS].",
+)
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+def prune_command(days: int | None, dry_run: bool) -> None:
+    """Delete callbacks older than the retention period, in small batches."""
+    app = _app()
+    if days is None:
+        days = app.config["RETENTION_DAYS"]
+    if days == 0:
+        click.echo("Retention is off (DASHBOARD_RETENTION_DAYS=0); nothing to prune.")
+        return
+    try:
+        result = retention.prune(db, days, dry_run=dry_run)
+        if result is None:
+            with db.reading() as transaction:
+                lease = leases.get(transaction, retention.LEASE_NAME)
+                holder = lease.holder if lease else None
+            raise click.ClickException(
+                f"Another process ({holder}) is pruning right now; try again in a few minutes."
+            )
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"Pruning failed: {database_reason(exc)}") from None
+    cutoff = result.cutoff.isoformat(timespec="seconds").replace("+00:00", "Z")
+    noun = "callback" if result.deleted == 1 else "callbacks"
+    if dry_run:
+        click.echo(f"{result.deleted} {noun} received before {cutoff} would be deleted (dry run).")
+    elif result.finished:
+        click.echo(f"Deleted {result.deleted} {noun} received before {cutoff}.")
+    else:
+        raise click.ClickException(
+            f"Deleted {result.deleted} {noun} received before {cutoff}, then stopped: "
+            "another process took over the job."
+        )

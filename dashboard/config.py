@@ -41,6 +41,10 @@ DEFAULTS = {
     },
     # CSRF tokens last as long as the session, so a page left open all day still submits.
     "WTF_CSRF_TIME_LIMIT": None,
+    # Callbacks older than this many days are pruned once a day; 0 keeps every callback.
+    "RETENTION_DAYS": 90,
+    # Internal: how often each server process checks whether the day's prune is due.
+    "PRUNE_CHECK_SECONDS": 3600.0,
 }
 
 # Values that must stay strings even when from_prefixed_env would read them as JSON.
@@ -80,6 +84,8 @@ def load(app: Flask, test_config: dict | None) -> None:
     if mode not in SQLITE_SYNCHRONOUS_MODES:
         raise ConfigError(f"DASHBOARD_SQLITE_SYNCHRONOUS must be NORMAL or FULL, not {mode!r}.")
     app.config["SQLITE_SYNCHRONOUS"] = mode
+    app.config["RETENTION_DAYS"] = _retention_days(app.config["RETENTION_DAYS"])
+    app.config["PRUNE_CHECK_SECONDS"] = _check_seconds(app.config["PRUNE_CHECK_SECONDS"])
 
 
 def read_or_create_secret(
@@ -114,6 +120,28 @@ def _ensure_writable_dir(path: Path) -> None:
             f"The data directory {path} is not writable by this user; "
             "fix its permissions or set DASHBOARD_DATA_DIR."
         )
+
+
+def _retention_days(value) -> int:
+    # From the environment a number arrives parsed as JSON; anything else stays a string.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            "DASHBOARD_RETENTION_DAYS must be a whole number of days, 0 or more "
+            f"(0 keeps every callback), not {value!r}."
+        )
+    return value
+
+
+def _check_seconds(value) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if isinstance(value, bool) or not 0 < seconds < float("inf"):
+        raise ConfigError(f"DASHBOARD_PRUNE_CHECK_SECONDS must be a number above 0, not {value!r}.")
+    return seconds
 
 
 def _check_webhook_token(token: str) -> None:

@@ -86,6 +86,12 @@ class ChangePasswordForm(FlaskForm):
     confirm = _confirmation()
 
 
+class NewApiTokenForm(FlaskForm):
+    """A user names a new personal API token."""
+
+    name = StringField(_l("Token name"), validators=[InputRequired(), Length(max=64)])
+
+
 class LanguageForm(FlaskForm):
     """A user picks the language of the pages."""
 

@@ -43,6 +43,10 @@ class UTCDateTime(TypeDecorator):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
+# Row ids are INTEGER columns, 32 bits on PostgreSQL: a larger number names no row.
+MAX_ROW_ID = 2**31 - 1
+
+
 def utcnow() -> datetime:
     """The current time in UTC."""
     return datetime.now(UTC)

@@ -20,6 +20,7 @@ SUFFIX_DIGITS = range(4, 10)
 # that ninth digit, as older payloads and people still write it (8 digits, 6-9 first).
 _NINTH_DIGIT_MISSING = re.compile(r"[6-9]\d{7}")
 _AREA_CODE = re.compile(r"[1-9]{2}")
+_NOT_DIGITS = re.compile(r"[^0-9]+")
 _LEGACY_GROUP = re.compile(r"\d{10,15}-\d{9,11}")
 _CHAT_ID_ENDINGS = ("-group", "-broadcast")
 
@@ -101,14 +102,15 @@ def display(value: str | None) -> str:
     """A phone as people write it (``+55 44 99999-9999``); chat ids and odd values as sent."""
     if not value:
         return ""
-    if is_chat_id(value) or not _digits(value) or _digits(value) != value.strip().lstrip("+"):
-        return value
-    parts = _brazilian_parts(value.strip().lstrip("+"))
+    digits = value.strip().lstrip("+")
+    if not digits.isascii() or not digits.isdigit():
+        return value  # a chat id, or something that is not a plain number
+    parts = _brazilian_parts(digits)
     if parts:
         area, subscriber = parts
         return f"+55 {area} {subscriber[:-4]}-{subscriber[-4:]}"
     try:
-        number = phonenumbers.parse("+" + value.strip().lstrip("+"))
+        number = phonenumbers.parse("+" + digits)
     except phonenumbers.NumberParseException:
         return value
     if not phonenumbers.is_possible_number(number):
@@ -177,7 +179,7 @@ def _is_brazilian_national(digits: str) -> bool:
 
 
 def _digits(value: str) -> str:
-    return "".join(char for char in value if char.isascii() and char.isdigit())
+    return _NOT_DIGITS.sub("", value)
 
 
 def _chat_key(value: str) -> str:

@@ -6,13 +6,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from .deliveries import Filters
+from .models import MAX_ROW_ID
 from .phones import PhoneQueryError, parse_query
 from .translatable import N_
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
-# Large enough for any row id, small enough for every database's integer column.
-MAX_CURSOR = 2**63 - 1
+# The largest row id: the id column is a 32-bit INTEGER on PostgreSQL, which refuses to
+# compare it with anything larger.
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 # An unescaped "+" in a query string arrives as a space: "...T14:30:00 03:00".
@@ -96,18 +97,19 @@ def _moment(args: Mapping[str, str], name: str, end_of_day: bool) -> datetime | 
             moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
             return moment + timedelta(days=1) if end_of_day else moment
         moment = datetime.fromisoformat(_OFFSET_AS_SPACE.sub(r"+\1", value).replace("Z", "+00:00"))
+        # In UTC here: an offset that pushes a moment past year 1 or 9999 is a bad value.
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
     except (ValueError, OverflowError) as exc:
         raise BadParameter(
             name, N_("Use a date like 2026-11-25 or a time like 2026-11-25T14:30:00Z.")
         ) from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _cursor(args: Mapping[str, str], name: str) -> int | None:
     value = _text(args, name)
     if not value:
         return None
-    if not _is_number(value) or int(value) > MAX_CURSOR:
+    if not _is_number(value) or int(value) > MAX_ROW_ID:
         raise BadParameter(name, N_("Use a callback id: a whole number of 0 or more."))
     return int(value)
 

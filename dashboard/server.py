@@ -48,6 +48,22 @@ class DashboardWorker(ThreadWorker):
             threading.Thread(target=hub.close_all, args=(GOING_AWAY,), daemon=True).start()
         super().handle_exit(sig, frame)
 
+    def run(self):
+        """Serve as gunicorn does, with this worker's daily pruner running beside it."""
+        from .extensions import db
+        from .retention import Pruner
+
+        config = self.wsgi.config
+        # Logged through gunicorn's error log, so the pruner's reports reach the console.
+        pruner = Pruner(
+            db, config["RETENTION_DAYS"], config["PRUNE_CHECK_SECONDS"], self.log.error_log
+        )
+        pruner.start()
+        try:
+            super().run()
+        finally:
+            pruner.stop()
+
 
 class DashboardServer(BaseApplication):
     """Runs gunicorn in this process with settings given in code, not a config file."""

@@ -99,6 +99,7 @@
       row.classList.add("delivery-failed");
     }
 
+    row.querySelector("[data-detail-link]").href = "/deliveries/" + delivery.id;
     const time = field(row, "receivedAt");
     time.dateTime = asText(delivery.receivedAt);
     time.textContent = asText(delivery.receivedAt);

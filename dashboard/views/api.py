@@ -1,8 +1,14 @@
 """JSON for scripts and the pages' own JavaScript."""
 
-from flask import Blueprint, jsonify
+import json
+from functools import cache
+from importlib import resources
 
-from .. import deliveries
+from flask import Blueprint, current_app, jsonify, request
+from flask_babel import gettext as _
+
+from .. import deliveries, search_params
+from ..errors import json_error
 from ..extensions import db
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -14,3 +20,48 @@ def status():
     with db.reading() as transaction:
         last = deliveries.last_received_at(transaction)
     return jsonify(lastCallbackAt=last.isoformat() if last else None)
+
+
+@bp.get("/deliveries")
+def list_deliveries():
+    """One page of the callbacks that match the filters, newest first, with its cursors."""
+    try:
+        query = search_params.parse(request.args)
+    except search_params.BadParameter as exc:
+        # The message alone may not say which parameter it is about; the prefix does.
+        message = f"{exc.name}: {_(exc.message, **exc.params)}"
+        return jsonify(error=message, parameter=exc.name), 400
+    with db.reading() as transaction:
+        page = deliveries.search(
+            transaction, query.filters, query.limit, before=query.before, after=query.after
+        )
+    return jsonify(
+        items=[deliveries.to_json(delivery) for delivery in page.items],
+        next=page.older,
+        newer=page.newer,
+    )
+
+
+# The converter's bound answers 404 for an id no database column could hold.
+@bp.get("/deliveries/<row_id:delivery_id>")
+def delivery(delivery_id: int):
+    """One callback: its fields, the body Z-API sent, and the ids of related callbacks."""
+    with db.reading() as transaction:
+        found = deliveries.get(transaction, delivery_id)
+        if found is None:
+            return json_error(404, _("No callback has the id %(id)d.", id=delivery_id))
+        related = [other.id for other in deliveries.related(transaction, found)]
+    return jsonify(
+        {**deliveries.to_json(found), "payload": json.loads(found.raw), "related": related}
+    )
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI description of this API."""
+    return current_app.response_class(_openapi_text(), mimetype="application/json")
+
+
+@cache
+def _openapi_text() -> str:
+    return resources.files("dashboard").joinpath("openapi.json").read_text(encoding="utf-8")

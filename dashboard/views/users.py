@@ -41,7 +41,7 @@ def index():
     )
 
 
-@bp.post("/<int:user_id>/role")
+@bp.post("/<row_id:user_id>/role")
 @admin_required
 def change_role(user_id: int):
     """Make somebody an admin or a viewer."""
@@ -49,21 +49,21 @@ def change_role(user_id: int):
     return _change(user_id, form, lambda t, user: accounts.set_role(t, user, form.role.data))
 
 
-@bp.post("/<int:user_id>/disable")
+@bp.post("/<row_id:user_id>/disable")
 @admin_required
 def disable(user_id: int):
     """Disable an account and end its sessions."""
     return _change(user_id, EmptyForm(), lambda t, user: accounts.set_active(t, user, False))
 
 
-@bp.post("/<int:user_id>/enable")
+@bp.post("/<row_id:user_id>/enable")
 @admin_required
 def enable(user_id: int):
     """Let a disabled account sign in again."""
     return _change(user_id, EmptyForm(), lambda t, user: accounts.set_active(t, user, True))
 
 
-@bp.post("/<int:user_id>/password")
+@bp.post("/<row_id:user_id>/password")
 @admin_required
 def reset_password(user_id: int):
     """Give somebody a new password; their open sessions end."""

@@ -1,0 +1,153 @@
+"""Retention: delete callbacks older than the configured number of days.
+
+Rows go in small batches, each its own write transaction, so the write lock is held for a
+fraction of a second at a time and webhook writes slip in between. A job lease makes one
+process at a time prune, and the daily run happen once a day across every instance.
+"""
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import deliveries, leases
+from .database import Database
+from .logs import database_reason
+from .models import utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "prune"
+# Small enough that one batch holds SQLite's write lock for a few milliseconds.
+BATCH_SIZE = 500
+# Renewed with every batch; a holder that died frees the job after this long.
+LEASE_DURATION = timedelta(minutes=5)
+RUN_EVERY = timedelta(days=1)
+# A breath between batches, so a waiting webhook write takes the lock before the next one.
+PAUSE_SECONDS = 0.01
+# How long a stopping worker waits for the batch in flight and the lease release.
+STOP_TIMEOUT_SECONDS = 5.0
+
+
+class Pruned(NamedTuple):
+    """What a prune did: its cutoff, and how many callbacks it deleted (or would, dry).
+
+    ``finished`` is False when it stopped early: asked to stop, or its lease was lost.
+    """
+
+    cutoff: datetime | None
+    deleted: int
+    finished: bool
+
+
+def holder_name() -> str:
+    """A name for this process's lease, unique per call: host, pid, random suffix."""
+    return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def prune(
+    database: Database,
+    days: int,
+    *,
+    dry_run: bool = False,
+    batch_size: int = BATCH_SIZE,
+    holder: str | None = None,
+    run_every: timedelta | None = None,
+    stop: threading.Event | None = None,
+) -> Pruned | None:
+    """Delete callbacks received more than ``days`` ago; None if another process has the job.
+
+    ``days`` 0 keeps everything. With ``run_every``, nothing happens unless the last
+    finished prune is at least that old. A dry run only counts, and takes no lease.
+    """
+    if days <= 0:
+        return Pruned(None, 0, True)
+    now = utcnow()
+    cutoff = now - timedelta(days=days)
+    if dry_run:
+        with database.reading() as session:
+            return Pruned(cutoff, deliveries.count_older_than(session, cutoff), True)
+    holder = holder or holder_name()
+    stop = stop or threading.Event()
+    with database.writing() as session:
+        finished_before = now - run_every if run_every else None
+        if not leases.acquire(session, LEASE_NAME, holder, now, LEASE_DURATION, finished_before):
+            return None
+    deleted, finished = 0, False
+    try:
+        while not stop.is_set():
+            with database.writing() as session:
+                # Renewed in the batch's own transaction: a batch never runs without the lease.
+                if not leases.renew(session, LEASE_NAME, holder, utcnow(), LEASE_DURATION):
+                    log.warning("Pruning stopped: the lease expired and another process took it.")
+                    break
+                batch = deliveries.prune_batch(session, cutoff, batch_size)
+            deleted += batch
+            if batch < batch_size:
+                finished = True
+                break
+            stop.wait(PAUSE_SECONDS)
+    finally:
+        with database.writing() as session:
+            leases.release(session, LEASE_NAME, holder, utcnow() if finished else None)
+    return Pruned(cutoff, deleted, finished)
+
+
+class Pruner:
+    """This process's background thread: wakes up now and then, prunes when the day's run is due.
+
+    Every process runs one; the lease makes exactly one of them prune each day.
+    """
+
+    def __init__(
+        self, database: Database, days: int, check_seconds: float, logger: logging.Logger = log
+    ) -> None:
+        self._database = database
+        self._days = days
+        self._check_seconds = check_seconds
+        self._log = logger
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the thread, unless retention is off."""
+        if self._days > 0:
+            self._thread = threading.Thread(target=self._run, name="pruner", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the batch in flight; the lease is released for another process."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_SECONDS)
+
+    def check(self) -> Pruned | None:
+        """Prune if the day's run is due and no other process has it; never raise."""
+        try:
+            result = prune(self._database, self._days, run_every=RUN_EVERY, stop=self._stop)
+        except SQLAlchemyError as exc:
+            self._log.warning("Pruning failed, will retry later: %s", database_reason(exc))
+            return None
+        except Exception:  # a worker must outlive any failure of its pruner
+            self._log.exception("Pruning failed, will retry later.")
+            return None
+        if result is not None:
+            self._log.info(
+                "Pruned %d callback(s) received before %s (pid %d)%s.",
+                result.deleted,
+                result.cutoff.isoformat(timespec="seconds"),
+                os.getpid(),
+                "" if result.finished else "; stopped early, the rest goes next time",
+            )
+        return result
+
+    def _run(self) -> None:
+        # Jitter spreads the checks of workers and instances started together.
+        jitter = secrets.SystemRandom()
+        while not self._stop.wait(self._check_seconds * jitter.uniform(0.5, 1.0)):
+            self.check()

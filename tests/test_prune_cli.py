@@ -1,0 +1,123 @@
+"""`zapi-dashboard prune`, run for real in a subprocess on a prepared data dir."""
+
+import os
+import subprocess
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from dashboard import leases, retention
+from dashboard.extensions import db
+from dashboard.models import Delivery, utcnow
+
+from .support import POSTGRES_URL, SEED, cli_command, store_all
+
+
+def seed(ages: list[int]) -> list[int]:
+    """One callback per entry of ``ages``, received that many days ago; their ids."""
+    ids = [row.id for row in store_all([{**SEED, "messageId": f"M{n}"} for n in range(len(ages))])]
+    with db.writing() as session:
+        for row_id, days in zip(ids, ages, strict=True):
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == row_id)
+                .values(received_at=utcnow() - timedelta(days=days))
+            )
+    return ids
+
+
+def stored_ids() -> list[int]:
+    with db.reading() as session:
+        return list(session.scalars(select(Delivery.id).order_by(Delivery.id)))
+
+
+def prune(app, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """Run `zapi-dashboard prune ARGS` on ``app``'s data dir and database."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
+    return subprocess.run(
+        cli_command("prune", *args),
+        env={
+            **inherited,
+            "DASHBOARD_DATA_DIR": app.config["DATA_DIR"],
+            "DASHBOARD_DATABASE_URL": app.config["DATABASE_URL"],
+            **{f"DASHBOARD_{name}": value for name, value in env.items()},
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_prune_deletes_callbacks_older_than_the_configured_days(any_db_app):
+    ids = seed([200, 95, 89, 1])
+    result = prune(any_db_app)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Deleted 2 callbacks received before ")
+    assert stored_ids() == ids[2:]
+    with db.reading() as session:
+        assert leases.get(session, retention.LEASE_NAME).last_finished_at is not None
+
+
+def test_days_override_the_configuration(app):
+    ids = seed([40, 20, 1])
+    result = prune(app, "--days", "30", RETENTION_DAYS="365")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Deleted 1 callback received before ")
+    assert stored_ids() == ids[1:]
+
+
+def test_a_dry_run_counts_and_deletes_nothing(app):
+    ids = seed([200, 95, 1])
+    result = prune(app, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("2 callbacks received before ")
+    assert result.stdout.strip().endswith("would be deleted (dry run).")
+    assert stored_ids() == ids
+
+
+def test_zero_days_means_retention_is_off(app):
+    ids = seed([2000])
+    result = prune(app, RETENTION_DAYS="0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Retention is off (DASHBOARD_RETENTION_DAYS=0); nothing to prune.\n"
+    assert stored_ids() == ids
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ((), {"RETENTION_DAYS": "-1"}, "DASHBOARD_RETENTION_DAYS must be a whole number"),
+        ((), {"RETENTION_DAYS": "ninety"}, "DASHBOARD_RETENTION_DAYS must be a whole number"),
+        ((), {"RETENTION_DAYS": "1.5"}, "DASHBOARD_RETENTION_DAYS must be a whole number"),
+        (("--days", "0"), {}, "'--days'"),
+        (("--days", "x"), {}, "'--days'"),
+    ],
+)
+def test_bad_days_get_one_clear_line(app, args, env, message):
+    ids = seed([200])
+    result = prune(app, *args, **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert stored_ids() == ids
+
+
+def test_another_process_holding_the_lease_is_reported(app):
+    ids = seed([200])
+    with db.writing() as session:
+        leases.acquire(session, retention.LEASE_NAME, "host:42:cafe", utcnow(), timedelta(hours=1))
+    result = prune(app)
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error: Another process (host:42:cafe) is pruning right now; try again in a few minutes.\n"
+    )
+    assert stored_ids() == ids
+
+
+def test_an_unreachable_database_is_one_line(app):
+    result = prune(app, DATABASE_URL=POSTGRES_URL.replace(":5432", ":1"))
+    assert result.returncode != 0
+    assert result.stderr.startswith("Error: Cannot open the database")
+    assert len(result.stderr.strip().splitlines()) == 1
