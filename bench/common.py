@@ -93,9 +93,9 @@ def cli_path() -> str:
     return found
 
 
-def create_admin(env: dict[str, str], password: str) -> None:
+def create_admin(env: dict[str, str], password: str, username: str = ADMIN) -> None:
     """Add the benchmark's admin with ``zapi-dashboard create-user --password-stdin``."""
-    command = [cli_path(), "create-user", ADMIN, "--role", "admin", "--password-stdin"]
+    command = [cli_path(), "create-user", username, "--role", "admin", "--password-stdin"]
     try:
         result = subprocess.run(
             command,
@@ -181,7 +181,7 @@ def proc_number(path: str, key: str) -> int | None:
     return None
 
 
-def sign_in(base_url: str, password: str) -> requests.Session:
+def sign_in(base_url: str, password: str, username: str = ADMIN) -> requests.Session:
     """Sign the admin in through the real form (GET /login, csrf_token, POST)."""
     session = requests.Session()
     page = session.get(f"{base_url}/login", timeout=REQUEST_TIMEOUT_S)
@@ -190,7 +190,7 @@ def sign_in(base_url: str, password: str) -> requests.Session:
         raise BenchError(f"GET /login gave {page.status_code} and no CSRF token")
     answer = session.post(
         f"{base_url}/login",
-        data={"username": ADMIN, "password": password, "csrf_token": found.group(1)},
+        data={"username": username, "password": password, "csrf_token": found.group(1)},
         allow_redirects=False,
         timeout=REQUEST_TIMEOUT_S,
     )

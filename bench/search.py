@@ -390,10 +390,26 @@ class Export:
     rows: int
     seconds: float
     peak_rss: int
+    rss_before: int
+
+
+def peak_rss(pids: list[int]) -> dict[int, int]:
+    """Each process's peak resident set since its last reset (VmHWM), in bytes."""
+    return {pid: (proc_number(f"/proc/{pid}/status", "VmHWM") or 0) * 1024 for pid in pids}
+
+
+def reset_peak_rss(pids: list[int]) -> None:
+    """Start each process's VmHWM afresh from its current RSS (see proc(5), clear_refs)."""
+    # Otherwise the peak would be the 64 MiB argon2 hash of the sign-in, not the export.
+    for pid in pids:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def export_timing(base_url: str, session, server_pid: int) -> Export:
     """Download the CSV of every ReceivedCallback; note the time and the peak RSS."""
+    processes = [server_pid, *children_of(server_pid)]
+    reset_peak_rss(processes)
+    before = peak_rss(processes)
     began = time.perf_counter()
     answer = session.get(
         f"{base_url}/search/export.csv",
@@ -405,9 +421,10 @@ def export_timing(base_url: str, session, server_pid: int) -> Export:
         raise BenchError(f"the export gave {answer.status_code}: {answer.text[:200]}")
     lines = sum(chunk.count(b"\n") for chunk in answer.iter_content(64 * 1024))
     seconds = time.perf_counter() - began
-    processes = [server_pid, *children_of(server_pid)]
-    peak = max(proc_number(f"/proc/{pid}/status", "VmHWM") or 0 for pid in processes) * 1024
-    return Export(rows=lines - 1, seconds=seconds, peak_rss=peak)
+    after = peak_rss(processes)
+    # The process whose peak grew most is the worker that streamed the file.
+    server = max(processes, key=lambda pid: after[pid] - before[pid])
+    return Export(lines - 1, seconds, peak_rss=after[server], rss_before=before[server])
 
 
 # --- report -------------------------------------------------------------------------------
@@ -459,12 +476,13 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         f" {statistics.median(lookup.samples):.3f} ms"
     )
 
-    password = secrets.token_urlsafe(16)
-    create_admin(env, password)
+    # A new admin each run: a reused data dir already holds the previous runs' admins.
+    username, password = f"bench-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    create_admin(env, password, username)
     print("starting zapi-dashboard serve...", flush=True)
     with running_server(args.workers, args.threads, workdir, env) as server:
         common.wait_until_healthy(server)
-        session = sign_in(server.base_url, password)
+        session = sign_in(server.base_url, password, username)
         print(f"timing {args.queries} requests per case over HTTP...", flush=True)
         http_timings = api_timings(server.base_url, session, cases)
         print("exporting...", flush=True)
@@ -475,7 +493,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     export_met = export.seconds < GOAL_EXPORT_S and export.peak_rss / MB < GOAL_EXPORT_RSS_MB
     print(
         f"\nexport of {export.rows:,} rows: {export.seconds:.2f} s,"
-        f" peak RSS of the server's processes {export.peak_rss / MB:.1f} MB"
+        f" peak RSS of the worker that served it {export.peak_rss / MB:.1f} MB"
+        f" ({export.rss_before / MB:.1f} MB before)"
         f" (goal < {GOAL_EXPORT_S:g} s and < {GOAL_EXPORT_RSS_MB:g} MB:"
         f" {'MET' if export_met else 'NOT MET'})"
     )

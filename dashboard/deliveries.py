@@ -5,11 +5,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
     Executable,
+    Integer,
     Select,
     bindparam,
     delete,
@@ -22,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .models import Delivery, RejectedRequest, StatusMessageId, utcnow
+from .models import Delivery, RejectedRequest, StatusMessageId, UTCDateTime, utcnow
 from .payloads import Callback
 from .phones import PhoneQuery, display
 
@@ -212,7 +213,7 @@ def search(
     """The page of matching callbacks just older than ``before`` (or newer than ``after``)."""
     # One row past the page tells whether there is a page beyond it.
     if after is not None:
-        rows = _rows(session, _matching_ids(filters, Delivery.id > after, True, limit + 1))
+        rows = _rows(session, filters, "after", after, limit + 1)
         more_newer = len(rows) > limit
         items = rows[-limit:]  # newest first: the rows nearest ``after`` are the last ones
         return Page(
@@ -220,8 +221,7 @@ def search(
             older=items[-1].id if items else None,
             newer=items[0].id if more_newer else None,
         )
-    keyset = Delivery.id < before if before is not None else None
-    rows = _rows(session, _matching_ids(filters, keyset, False, limit + 1))
+    rows = _rows(session, filters, "before" if before is not None else None, before, limit + 1)
     items = rows[:limit]
     return Page(
         items,
@@ -232,16 +232,15 @@ def search(
 
 def count_matches(session: Session, filters: Filters, cap: int) -> int:
     """How many callbacks match, counting no further than ``cap + 1``."""
-    ids = _matching_ids(filters, None, ascending=False, limit=cap + 1).subquery()
-    return session.scalar(select(func.count()).select_from(ids))
+    shape = _Shape.of(filters, keyset=None)
+    return session.scalar(_count_statement(shape), _parameters(filters, None, cap + 1))
 
 
 def iter_matches(session: Session, filters: Filters, batch: int) -> Iterator[list[Delivery]]:
     """Every matching callback, newest first, a batch at a time (for exports)."""
     before = None
     while True:
-        keyset = Delivery.id < before if before is not None else None
-        rows = _rows(session, _matching_ids(filters, keyset, ascending=False, limit=batch))
+        rows = _rows(session, filters, "before" if before is not None else None, before, batch)
         if not rows:
             return
         yield rows
@@ -306,21 +305,83 @@ def prune_batch(session: Session, cutoff: datetime, size: int) -> int:
     return len(ids)
 
 
-def _matching_ids(
-    filters: Filters, keyset: ColumnElement | None, ascending: bool, limit: int
-) -> Select:
+class _Shape(NamedTuple):
+    # Which parts a search has; each shape's statement is built once, values bound later.
+    phone: Literal["exact", "suffix"] | None
+    type: bool
+    failed: bool
+    instance: bool
+    since: bool
+    until: bool
+    keyset: Literal["before", "after"] | None
+
+    @classmethod
+    def of(cls, filters: Filters, keyset: Literal["before", "after"] | None) -> "_Shape":
+        return cls(
+            phone=filters.phone.kind if filters.phone else None,
+            type=bool(filters.type),
+            failed=filters.failed,
+            instance=bool(filters.instance),
+            since=filters.since is not None,
+            until=filters.until is not None,
+            keyset=keyset,
+        )
+
+
+def _rows(
+    session: Session,
+    filters: Filters,
+    keyset: Literal["before", "after"] | None,
+    cursor: int | None,
+    limit: int,
+) -> list[Delivery]:
+    # Up to ``limit`` matching callbacks past the cursor, newest first, in one statement.
+    statement = _rows_statement(_Shape.of(filters, keyset))
+    return list(session.scalars(statement, _parameters(filters, cursor, limit)))
+
+
+def _parameters(filters: Filters, cursor: int | None, limit: int) -> dict:
+    values = {
+        "type": filters.type,
+        "instance": filters.instance,
+        "since": filters.since,
+        "until": filters.until,
+        "cursor": cursor,
+        "limit": limit,
+    }
+    if filters.phone:
+        # Keys are stored backwards, so "ends with 9999" is the range of keys starting
+        # "9999", up to that prefix with its last character moved one up ("999:").
+        key = filters.phone.value[::-1]
+        values.update(key=key, key_end=key[:-1] + chr(ord(key[-1]) + 1))
+    return values
+
+
+@cache
+def _rows_statement(shape: _Shape) -> Select:
+    matching = _matching_ids(shape).subquery()
+    query = select(Delivery).join(matching, Delivery.id == matching.c.id)
+    return query.order_by(Delivery.id.desc())
+
+
+@cache
+def _count_statement(shape: _Shape) -> Select:
+    return select(func.count()).select_from(_matching_ids(shape).subquery())
+
+
+def _matching_ids(shape: _Shape) -> Select:
     # The ids of matching callbacks in cursor order. A phone is looked up in the chat's
     # phone and in the group member's, each through its own index already in id order;
     # the union of the two short lists is then cut to the page.
-    conditions = _conditions(filters)
-    if keyset is not None:
-        conditions.append(keyset)
+    conditions = _conditions(shape)
+    ascending = shape.keyset == "after"
     order = Delivery.id.asc() if ascending else Delivery.id.desc()
-    if filters.phone is None:
+    limit = bindparam("limit", type_=Integer)
+    if shape.phone is None:
         return select(Delivery.id).where(*conditions).order_by(order).limit(limit)
     per_column = [
         select(Delivery.id)
-        .where(_phone_condition(column, filters.phone), *conditions)
+        .where(_phone_condition(column, shape.phone), *conditions)
         .order_by(order)
         .limit(limit)
         .subquery()
@@ -332,32 +393,26 @@ def _matching_ids(
     )
 
 
-def _rows(session: Session, ids: Select) -> list[Delivery]:
-    # The callbacks of a list of matching ids, newest first, in one statement.
-    matching = ids.subquery()
-    query = select(Delivery).join(matching, Delivery.id == matching.c.id)
-    return list(session.scalars(query.order_by(Delivery.id.desc())))
-
-
-def _conditions(filters: Filters) -> list[ColumnElement]:
+def _conditions(shape: _Shape) -> list[ColumnElement]:
     conditions = []
-    if filters.type:
-        conditions.append(Delivery.type == filters.type)
-    if filters.failed:
+    if shape.type:
+        conditions.append(Delivery.type == bindparam("type"))
+    if shape.failed:
         conditions.append(Delivery.error.is_not(None))
-    if filters.instance:
-        conditions.append(Delivery.instance_id == filters.instance)
-    if filters.since:
-        conditions.append(Delivery.received_at >= filters.since)
-    if filters.until:
-        conditions.append(Delivery.received_at < filters.until)
+    if shape.instance:
+        conditions.append(Delivery.instance_id == bindparam("instance"))
+    if shape.since:
+        conditions.append(Delivery.received_at >= bindparam("since", type_=UTCDateTime))
+    if shape.until:
+        conditions.append(Delivery.received_at < bindparam("until", type_=UTCDateTime))
+    if shape.keyset == "before":
+        conditions.append(Delivery.id < bindparam("cursor", type_=Integer))
+    elif shape.keyset == "after":
+        conditions.append(Delivery.id > bindparam("cursor", type_=Integer))
     return conditions
 
 
-def _phone_condition(column, phone: PhoneQuery) -> ColumnElement:
-    if phone.kind == "exact":
-        return column == phone.value[::-1]
-    # Keys are stored backwards, so "ends with 9999" is the range of keys starting "9999";
-    # the upper bound is the prefix with its last character moved one up ("999:").
-    prefix = phone.value[::-1]
-    return (column >= prefix) & (column < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+def _phone_condition(column, kind: Literal["exact", "suffix"]) -> ColumnElement:
+    if kind == "exact":
+        return column == bindparam("key")
+    return (column >= bindparam("key")) & (column < bindparam("key_end"))
