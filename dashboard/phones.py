@@ -16,6 +16,8 @@ from .translatable import N_
 BRAZIL = "55"
 # Typed numbers of this many digits are the end of a number ("final 9999-9999").
 SUFFIX_DIGITS = range(4, 10)
+# The shortest whole international number (country code + subscriber) worth looking up.
+MIN_INTERNATIONAL_DIGITS = 7
 # A Brazilian mobile's subscriber number: 9 digits starting with 9, or the same without
 # that ninth digit, as older payloads and people still write it (8 digits, 6-9 first).
 _NINTH_DIGIT_MISSING = re.compile(r"[6-9]\d{7}")
@@ -52,7 +54,7 @@ def is_chat_id(value: str) -> bool:
 
 def canonical_key(international_digits: str) -> str:
     """The key of a number given as international digits; Brazilian mobiles get the 9th digit."""
-    digits = international_digits.lstrip("0")
+    digits = international_digits
     if digits.startswith(BRAZIL) and len(digits) in (12, 13):
         area, subscriber = digits[2:4], digits[4:]
         if _NINTH_DIGIT_MISSING.fullmatch(subscriber):
@@ -90,10 +92,15 @@ def parse_query(text: str) -> PhoneQuery:
         raise PhoneQueryError(
             N_("Type at least 4 digits: a whole number, or how it ends, e.g. 9999-9999.")
         )
-    international = text.lstrip().startswith("+") or digits.startswith("00")
-    if not international and len(digits) in SUFFIX_DIGITS:
+    if not text.startswith("+") and len(digits) in SUFFIX_DIGITS:
         return PhoneQuery("suffix", digits)
-    if international:
+    if text.startswith("+") or digits.startswith("00"):
+        # "00" is how an international number is dialled from Brazil: "0055 44 ...".
+        digits = digits.removeprefix("00")
+        if len(digits) < MIN_INTERNATIONAL_DIGITS:
+            raise PhoneQueryError(
+                N_("That number is too short: type the country code, area code and number.")
+            )
         return PhoneQuery("exact", canonical_key(digits))
     return PhoneQuery("exact", canonical_key(_brazilian_international(text, digits)))
 

@@ -54,10 +54,10 @@ class DashboardWorker(ThreadWorker):
         from .retention import Pruner
 
         config = self.wsgi.config
+        # An app without retention settings (say, a benchmark's bare app) prunes nothing.
+        days = config.get("RETENTION_DAYS", 0)
         # Logged through gunicorn's error log, so the pruner's reports reach the console.
-        pruner = Pruner(
-            db, config["RETENTION_DAYS"], config["PRUNE_CHECK_SECONDS"], self.log.error_log
-        )
+        pruner = Pruner(db, days, config.get("PRUNE_CHECK_SECONDS", 0), self.log.error_log)
         pruner.start()
         try:
             super().run()

@@ -83,11 +83,13 @@ def test_a_suffix_finds_both_ninth_digit_forms():
         assert reversed_key(stored_key(sent)).startswith(suffix[::-1])
 
 
-@pytest.mark.parametrize("typed", ["", "   ", "abc", "+", "()--", "12", "+55"])
+@pytest.mark.parametrize(
+    "typed", ["", "   ", "abc", "+", "()--", "12", "+55", "+55 44", "+1 23", "+0000"]
+)
 def test_input_without_enough_digits_gets_a_message(typed):
     with pytest.raises(PhoneQueryError) as caught:
         parse_query(typed)
-    assert "digits" in caught.value.message
+    assert "digits" in caught.value.message or "too short" in caught.value.message
 
 
 def test_nothing_to_match_has_no_key():
@@ -164,3 +166,14 @@ def test_property_every_format_of_one_number_gives_one_key(number):
 def test_property_different_numbers_never_share_a_key(numbers):
     keys = {stored_key("55" + area + subscriber) for area, subscriber in numbers}
     assert len(keys) == len(numbers)
+
+
+@given(st.text(alphabet="0123456789 +-().@abcdefghijklmnopqrstuvwxyz", max_size=40))
+@settings(max_examples=500)
+def test_property_any_input_gives_a_search_or_a_message(typed):
+    try:
+        query = parse_query(typed)
+    except PhoneQueryError as exc:
+        assert exc.message
+    else:
+        assert query.value
