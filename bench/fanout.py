@@ -46,6 +46,7 @@ from common import (
 )
 
 from dashboard.live import SQLITE_WATCH_SECONDS
+from dashboard.server import DEFAULT_THREADS, DEFAULT_WORKERS
 
 try:
     import websocket  # the websocket-client package
@@ -88,8 +89,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=50, help="open live sockets")
     parser.add_argument("--rate", type=float, default=50.0, help="webhook POSTs per second")
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of POSTs")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--threads", type=int, default=64, help="threads per worker")
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="gunicorn workers (serve's default)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=DEFAULT_THREADS, help="threads per worker (serve's default)"
+    )
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of each idle window")
     parser.add_argument(
         "--warmup", type=float, default=1.0, help="seconds of unmeasured POSTs first (0: none)"

@@ -29,6 +29,8 @@ from pathlib import Path
 import common  # bench/ is on sys.path: the scripts live there
 from common import BenchError, free_port, server_env, stop_server
 
+from dashboard.server import DEFAULT_THREADS, DEFAULT_WORKERS
+
 BENCH_DIR = Path(__file__).resolve().parent
 LAUNCHER = BENCH_DIR / "launch.py"
 
@@ -143,8 +145,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per server")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
-    parser.add_argument("--server-threads", type=int, default=64, help="threads per worker")
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="gunicorn workers (serve's default)"
+    )
+    parser.add_argument(
+        "--server-threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help="threads per worker (serve's default)",
+    )
     parser.add_argument(
         "--warmup", type=int, default=2, help="seconds of unmeasured load first (0: none)"
     )

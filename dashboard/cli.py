@@ -1,5 +1,6 @@
 """The ``zapi-dashboard`` command: serve, webhook-url, database upgrades, accounts, prune."""
 
+import subprocess
 import sys
 
 import click
@@ -54,7 +55,11 @@ def main() -> None:
 )
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Apply migrations and run the production server (gunicorn)."""
-    app = _app()  # validates the configuration and migrates before any worker starts
+    # Migrating in a child process keeps Alembic out of the server's memory for good.
+    migration = subprocess.run([sys.executable, "-m", "dashboard", "db", "upgrade"], check=False)
+    if migration.returncode:
+        sys.exit(migration.returncode)  # the child has said what went wrong
+    app = _app(AUTO_MIGRATE=False)  # loaded once here, before any worker starts
     local = f"http://{host}:{port}"
     click.echo(f"zapi-dashboard listening on {local}")
     click.echo(f"Z-API webhook URL (keep it secret): {webhook_url(app, local)}")

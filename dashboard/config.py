@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from cryptography.fernet import Fernet
 from flask import Flask
 
 # 22 URL-safe characters carry 132 bits; fewer would make the webhook URL guessable.
@@ -31,7 +30,7 @@ DEFAULTS = {
     # How many reverse proxies in front of us set X-Forwarded-*; 0 trusts none.
     "TRUSTED_PROXIES": 0,
     # Each open live feed holds one thread; the rest stay free for Z-API's webhook calls.
-    "SOCKETS_PER_WORKER": 48,
+    "SOCKETS_PER_WORKER": 64,
     # Ping every open socket; one that stops answering is closed and its thread freed.
     "SOCK_SERVER_OPTIONS": {
         "ping_interval": 25,
@@ -76,9 +75,7 @@ def load(app: Flask, test_config: dict | None) -> None:
         app.config["WEBHOOK_TOKEN"] = read_or_create_secret(data_dir / "webhook_token")
     _check_webhook_token(app.config["WEBHOOK_TOKEN"])
     # Encrypts the Z-API tokens at rest; kept only in the data dir, never in the database.
-    app.config["SETTINGS_KEY"] = read_or_create_secret(
-        data_dir / "settings_key", lambda: Fernet.generate_key().decode()
-    )
+    app.config["SETTINGS_KEY"] = read_or_create_secret(data_dir / "settings_key", _new_settings_key)
 
     mode = str(app.config["SQLITE_SYNCHRONOUS"]).upper()
     if mode not in SQLITE_SYNCHRONOUS_MODES:
@@ -120,6 +117,13 @@ def _ensure_writable_dir(path: Path) -> None:
             f"The data directory {path} is not writable by this user; "
             "fix its permissions or set DASHBOARD_DATA_DIR."
         )
+
+
+def _new_settings_key() -> str:
+    # Only a first start makes one: no need to load cryptography on every start.
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
 
 
 def _retention_days(value) -> int:

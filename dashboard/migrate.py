@@ -1,19 +1,24 @@
-"""Schema migrations: apply Alembic revisions and report the current one."""
+"""Schema migrations: apply Alembic revisions and report the current one.
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+Alembic is imported only where a migration runs. ``zapi-dashboard serve`` migrates in a
+child process before it loads the app, so the server's long-lived processes never carry
+Alembic's memory (about 11 MB in each of them).
+"""
+
+from sqlalchemy import Connection, Engine, column, inspect, select, table, text
 
 from .paths import resource_dir
 
 # Any constant works; it only has to be the same for every instance sharing a database.
 POSTGRES_MIGRATION_LOCK = 0x2A_D1_5B
+# Where Alembic notes the revision a database is at.
+VERSION_TABLE = table("alembic_version", column("version_num"))
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+def alembic_config(connection: Connection | None = None):
     """An Alembic configuration pointing at our migrations, bound to ``connection``."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(resource_dir("migrations")))
     config.attributes["connection"] = connection
@@ -22,6 +27,8 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def upgrade(engine: Engine) -> str | None:
     """Bring the schema to the newest revision; safe when several processes start at once."""
+    from alembic import command
+
     # Taking the write lock first serialises concurrent starts on SQLite; the advisory lock
     # does the same on PostgreSQL. The late starters then find nothing left to do.
     with engine.execution_options(sqlite_begin="IMMEDIATE").begin() as connection:
@@ -35,9 +42,13 @@ def upgrade(engine: Engine) -> str | None:
 
 def current_revision(connection: Connection) -> str | None:
     """The revision the database is at, or None before the first migration."""
-    return MigrationContext.configure(connection).get_current_revision()
+    if not inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.scalar(select(VERSION_TABLE.c.version_num))
 
 
 def head_revision() -> str | None:
     """The newest revision this code ships."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()

@@ -10,11 +10,12 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from .logs import protect
 
-# Sized for a 1-2 core VPS: two workers so a restart or a stuck request never takes the
-# whole site down, and enough threads per worker that 50 open dashboards, each holding a
-# live socket, still leave threads free for Z-API's webhook calls.
-DEFAULT_WORKERS = 2
-DEFAULT_THREADS = 64
+# Sized for a 1-2 core VPS: one worker process (the master restarts it if it dies) keeps
+# the whole server near 140 MB, and its threads are enough for 50 open dashboards, each
+# holding a live socket, with threads to spare for Z-API's webhook calls. SQLite takes one
+# writer at a time anyway; --workers 2 adds a second core's worth of page rendering.
+DEFAULT_WORKERS = 1
+DEFAULT_THREADS = 96
 
 
 class RedactingLogger(Logger):
