@@ -139,17 +139,19 @@ def running_server(workers: int, threads: int, workdir: Path, env: dict) -> Iter
         stop_server(process)
 
 
-def wait_until_healthy(server: Server) -> None:
-    """Poll ``/healthz`` until it answers 200; fail if the server exits or never does."""
+def wait_until_serving(server: Server, path: str = "/healthz") -> None:
+    """Poll ``path`` until a worker answers it; fail if the server exits or never does."""
     deadline = time.monotonic() + START_DEADLINE_S
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise BenchError(
                 f"the server exited with code {server.process.returncode}:\n{server.log_text()}"
             )
+        # The master accepts connections as soon as it binds; an HTTP answer shows that a
+        # worker has loaded the app, which is what the measurements need.
         with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{server.base_url}/healthz", timeout=5).status_code == 200:
-                return
+            requests.get(f"{server.base_url}{path}", timeout=5)
+            return
         time.sleep(0.05)
     raise BenchError(f"the server did not answer within {START_DEADLINE_S:.0f} s")
 

@@ -13,7 +13,6 @@ Usage: python bench/ingest.py [--duration 10] [--connections 32] [--threads 2]
 
 import argparse
 import contextlib
-import http.client
 import json
 import secrets
 import shutil
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import common  # bench/ is on sys.path: the scripts live there
-from common import BenchError, free_port, server_env, stop_server
+from common import BenchError, Server, free_port, server_env, stop_server, wait_until_serving
 
 from dashboard.server import DEFAULT_THREADS, DEFAULT_WORKERS
 
@@ -126,19 +125,6 @@ class LoadResult:
         return sum(self.socket_errors.values()) + self.not_ok
 
 
-@dataclass(frozen=True)
-class Server:
-    """A running benchmark server and where its output goes."""
-
-    process: subprocess.Popen
-    port: int
-    log_path: Path
-
-    def log_text(self) -> str:
-        """Everything the server wrote to stdout and stderr so far."""
-        return self.log_path.read_text(errors="replace")
-
-
 def parse_args() -> argparse.Namespace:
     """Read the command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -197,34 +183,13 @@ def running_server(
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
-    server = Server(process, port, log_path)
+    server = Server(process, port, env["DASHBOARD_WEBHOOK_TOKEN"], log_path)
     try:
-        wait_until_serving(server)
+        # Any answer will do: the bare app has no /healthz, and it only shows a worker is up.
+        wait_until_serving(server, "/")
         yield server
     finally:
         stop_server(process)
-
-
-def wait_until_serving(server: Server) -> None:
-    """Poll until a worker answers any HTTP request; fail if the server exits or never does."""
-    deadline = time.monotonic() + START_DEADLINE_S
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise BenchError(
-                f"the server exited with code {server.process.returncode}:\n{server.log_text()}"
-            )
-        # The master accepts connections as soon as it binds; an HTTP answer shows that a
-        # worker has booted, which is what the load needs.
-        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
-        try:
-            connection.request("GET", "/")
-            connection.getresponse().read()
-            return
-        except OSError:
-            time.sleep(POLL_INTERVAL_S)
-        finally:
-            connection.close()
-    raise BenchError(f"the server did not answer within {START_DEADLINE_S:.0f} s")
 
 
 def run_wrk(url: str, script: Path, args: argparse.Namespace, seconds: int) -> LoadResult:

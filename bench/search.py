@@ -489,7 +489,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     create_admin(env, password, username)
     print("starting zapi-dashboard serve...", flush=True)
     with running_server(args.workers, args.threads, workdir, env) as server:
-        common.wait_until_healthy(server)
+        common.wait_until_serving(server)
         session = sign_in(server.base_url, password, username)
         print(f"timing {args.queries} requests per case over HTTP...", flush=True)
         http_timings = api_timings(server.base_url, session, cases)

@@ -11,6 +11,7 @@ from dashboard.extensions import db
 from .support import (
     POSTGRES_URL,
     Server,
+    english_client,
     make_user,
     reset_postgres,
     sign_in,
@@ -55,9 +56,7 @@ def any_db_app(request):
 @pytest.fixture
 def client(app):
     """Flask's test client for ``app``, asking for English pages and messages."""
-    test_client = app.test_client()
-    test_client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
-    return test_client
+    return english_client(app)
 
 
 @pytest.fixture

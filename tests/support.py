@@ -231,3 +231,18 @@ def reset_postgres():
             pytest.fail(reason)
         pytest.skip(reason)
     engine.dispose()
+
+
+def english_client(app):
+    """A Flask test client of ``app`` that asks for English pages and messages."""
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return client
+
+
+def signed_in_client(app, username: str = "vera", role: str = "viewer"):
+    """An English test client of ``app``, signed in as a new user ``username``."""
+    make_user(username, role)
+    client = english_client(app)
+    assert sign_in(client, username).status_code == 302
+    return client

@@ -2,7 +2,7 @@
 
 import pytest
 
-from .support import FAILED, SEED, STATUS, make_user, sign_in, store, store_all
+from .support import FAILED, SEED, STATUS, make_user, sign_in, signed_in_client, store, store_all
 
 DELIVERY_FIELDS = {
     "id",
@@ -26,11 +26,7 @@ DELIVERY_FIELDS = {
 @pytest.fixture
 def api(any_db_app):
     """A test client signed in (session cookie) as the viewer "vera", on SQLite and PostgreSQL."""
-    make_user("vera", "viewer")
-    test_client = any_db_app.test_client()
-    test_client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
-    assert sign_in(test_client, "vera").status_code == 302
-    return test_client
+    return signed_in_client(any_db_app)
 
 
 @pytest.fixture

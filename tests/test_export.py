@@ -11,7 +11,7 @@ from dashboard import csv_export, deliveries, search_params
 from dashboard.extensions import db
 from dashboard.views import export
 
-from .support import FAILED, SEED, STATUS, make_user, sign_in, store_all
+from .support import FAILED, SEED, STATUS, signed_in_client, store_all
 
 HEADER = (
     "id,receivedAt,type,instanceId,phone,messageId,zaapId,momment,status,error,errorCode,"
@@ -22,11 +22,7 @@ HEADER = (
 @pytest.fixture
 def signed_in(any_db_app):
     """A viewer's test client on SQLite and on PostgreSQL."""
-    client = any_db_app.test_client()
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
-    make_user("vera", "viewer")
-    assert sign_in(client, "vera").status_code == 302
-    return client
+    return signed_in_client(any_db_app)
 
 
 def callback(n: int, phone: str, **extra) -> dict:

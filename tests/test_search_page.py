@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from .support import FAILED, SEED, STATUS, make_user, sign_in, store, store_all
+from .support import FAILED, SEED, STATUS, signed_in_client, store, store_all
 
 XSS = "<img src=x onerror=alert(1)>"
 ROW_ID = re.compile(r'<tr class="delivery[^"]*" data-id="(\d+)"')
@@ -21,25 +21,16 @@ def callback(n: int, phone: str = "554499999999", **extra) -> dict:
     return {**SEED, "messageId": f"M{n}", "zaapId": f"Z{n}", "phone": phone, **extra}
 
 
-def signed_in_client(app):
-    """A test client of ``app`` in English, signed in as a new admin."""
-    client = app.test_client()
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
-    make_user("ana", "admin")
-    assert sign_in(client, "ana").status_code == 302
-    return client
-
-
 @pytest.fixture
 def browse(any_db_app):
     """A signed-in client on SQLite and on PostgreSQL."""
-    return signed_in_client(any_db_app)
+    return signed_in_client(any_db_app, "ana", "admin")
 
 
 @pytest.fixture
 def browse_sqlite(app):
     """A signed-in client on a SQLite file only (for checks the database cannot change)."""
-    return signed_in_client(app)
+    return signed_in_client(app, "ana", "admin")
 
 
 def page_of(client, url: str, status: int = 200, **params) -> str:

@@ -24,6 +24,7 @@ from .support import (
     Server,
     create_user_with_cli,
     csrf_token,
+    english_client,
     free_port,
     sign_in,
     stop_server,
@@ -147,8 +148,7 @@ def admin(tls, monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setenv("no_proxy", "127.0.0.1")
     app = create_app({"DATA_DIR": str(server.data_dir), "WEBHOOK_TOKEN": TOKEN, "TESTING": True})
-    client = app.test_client()
-    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    client = english_client(app)
     assert sign_in(client, ADMIN, ADMIN_PASSWORD).status_code == 302
     save = client.post(
         "/settings",
