@@ -2,7 +2,7 @@
 
 from urllib.parse import urlsplit
 
-from flask import Flask, request
+from flask import Flask, Request, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -29,6 +29,13 @@ class PerRequestSecureSessions(SecureCookieSessionInterface):
     def get_cookie_secure(self, app: Flask) -> bool:
         """Secure on https, so a first trial over plain http on a LAN still signs in."""
         return request.is_secure
+
+    def open_session(self, app: Flask, request: Request):
+        """The session of a page request; none for Z-API's webhook calls, which never sign in."""
+        # The webhook is the hot path: no cookie to verify, no signer to build, none to set.
+        if request.blueprint == "webhooks":
+            return self.null_session_class()
+        return super().open_session(app, request)
 
 
 def connection_is_private() -> bool:

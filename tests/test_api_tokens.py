@@ -12,7 +12,7 @@ from dashboard import accounts, api_tokens
 from dashboard.extensions import db
 from dashboard.models import ApiToken
 
-from .support import SEED, csrf_token, make_user, sign_in, store
+from .support import SEED, csrf_token, english_client, make_user, sign_in, store
 
 SECRET = re.compile(r'value="(zd_[A-Za-z0-9_-]{40,})"')
 
@@ -92,7 +92,7 @@ def test_token_is_stored_only_as_its_hash(app, admin_client):
 
 def test_revoked_token_stops_at_once(app, admin_client):
     secret = secret_of(create_on_page(admin_client))
-    script = app.test_client()
+    script = english_client(app)
     assert script.get("/api/deliveries", headers=bearer(secret)).status_code == 200
     (token,) = tokens_of("ana")
     page = admin_client.get("/account").get_data(as_text=True)

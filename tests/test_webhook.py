@@ -155,3 +155,10 @@ def test_storage_failure_answers_503_not_500(client, webhook_path):
     response = post_json(client, webhook_path, SEED)
     assert response.status_code == 503
     assert response.is_json
+
+
+def test_the_webhook_never_sets_a_session_cookie(admin_client, webhook_path):
+    # Even from a browser that is signed in, a webhook call is not a page visit.
+    response = post_json(admin_client, webhook_path, SEED)
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
