@@ -113,10 +113,24 @@ def create_admin(env: dict[str, str], password: str, username: str = ADMIN) -> N
 
 
 @contextlib.contextmanager
-def running_server(workers: int, threads: int, workdir: Path, env: dict) -> Iterator[Server]:
-    """Start ``zapi-dashboard serve``, wait until every worker answers, and always stop it."""
+def running(command: list[str], port: int, log_path: Path, env: dict) -> Iterator[Server]:
+    """Run a server ``command`` that listens on ``port``; always stop it at the end."""
+    # A file, not a pipe: a pipe nobody drains would block the server once it fills up.
+    # A session of its own keeps Ctrl-C away from gunicorn, so shutdown stays ours to do,
+    # and makes the master and its workers one process group to signal.
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        yield Server(process, port, env["DASHBOARD_WEBHOOK_TOKEN"], log_path)
+    finally:
+        stop_server(process)
+
+
+def running_server(workers: int, threads: int, workdir: Path, env: dict):
+    """Run ``zapi-dashboard serve`` on a free port of 127.0.0.1 (a context manager)."""
     port = free_port()
-    log_path = workdir / "server.log"
     command = [
         cli_path(),
         "serve",
@@ -125,18 +139,7 @@ def running_server(workers: int, threads: int, workdir: Path, env: dict) -> Iter
         f"--workers={workers}",
         f"--threads={threads}",
     ]
-    # A file, not a pipe: a pipe nobody drains would block the server once it fills up.
-    # A session of its own keeps Ctrl-C away from gunicorn, so shutdown stays ours to do,
-    # and makes the master and its workers one process group to signal.
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    server = Server(process, port, env["DASHBOARD_WEBHOOK_TOKEN"], log_path)
-    try:
-        yield server
-    finally:
-        stop_server(process)
+    return running(command, port, workdir / "server.log", env)
 
 
 def wait_until_serving(server: Server, path: str = "/healthz") -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import common  # bench/ is on sys.path: the scripts live there
-from common import BenchError, Server, free_port, server_env, stop_server, wait_until_serving
+from common import BenchError, Server, free_port, running, server_env, wait_until_serving
 
 from dashboard.server import DEFAULT_THREADS, DEFAULT_WORKERS
 
@@ -167,7 +167,6 @@ def running_server(
 ) -> Iterator[Server]:
     """Start ``bench/launch.py app``, wait until it answers HTTP, and always stop it."""
     port = free_port()
-    log_path = workdir / f"{app}.log"
     command = [
         sys.executable,
         str(LAUNCHER),
@@ -176,20 +175,10 @@ def running_server(
         f"--workers={args.workers}",
         f"--threads={args.server_threads}",
     ]
-    # A file, not a pipe: a pipe nobody drains would block the server once it fills up.
-    # A session of its own keeps Ctrl-C away from gunicorn, so shutdown stays ours to do,
-    # and lets us kill the workers along with the master if the master dies first.
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-    server = Server(process, port, env["DASHBOARD_WEBHOOK_TOKEN"], log_path)
-    try:
+    with running(command, port, workdir / f"{app}.log", env) as server:
         # Any answer will do: the bare app has no /healthz, and it only shows a worker is up.
         wait_until_serving(server, "/")
         yield server
-    finally:
-        stop_server(process)
 
 
 def run_wrk(url: str, script: Path, args: argparse.Namespace, seconds: int) -> LoadResult:
