@@ -6,29 +6,11 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import auth, config, errors, i18n, logs, migrate, navigation, security
+from . import auth, config, errors, i18n, logs, migrate, navigation, security, views
 from .config import ConfigError
 from .extensions import babel, csrf, db, sock, vault
 from .logs import database_reason
 from .paths import resource_dir
-from .views import RowIdConverter, account, api, export, feed, health, search, users, webhooks
-from .views import auth as auth_views
-from .views import live as live_views
-from .views import settings as settings_views
-
-BLUEPRINTS = (
-    webhooks.bp,
-    health.bp,
-    auth_views.bp,
-    feed.bp,
-    search.bp,
-    export.bp,
-    users.bp,
-    account.bp,
-    settings_views.bp,
-    api.bp,
-    live_views.bp,
-)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -45,15 +27,13 @@ def create_app(test_config: dict | None = None) -> Flask:
         logs.protect(logger)
     security.init(app)
     csrf.init_app(app)
-    csrf.exempt(webhooks.bp)  # Z-API authenticates with the secret in the URL, not a cookie
+    csrf.exempt(views.webhooks.bp)  # Z-API authenticates with the secret in the URL
     auth.init(app)
     i18n.init(app, babel)
     navigation.init(app)
     sock.init_app(app)
     errors.register(app)
-    app.url_map.converters["row_id"] = RowIdConverter
-    for blueprint in BLUEPRINTS:
-        app.register_blueprint(blueprint)
+    views.register(app)
     return app
 
 

@@ -1,8 +1,24 @@
 """The blueprints, one per part of the site, and the URL parts they share."""
 
+from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from ..models import MAX_ROW_ID
+from . import account, api, auth, export, feed, health, live, search, settings, users, webhooks
+
+BLUEPRINTS = (
+    webhooks.bp,
+    health.bp,
+    auth.bp,
+    feed.bp,
+    search.bp,
+    export.bp,
+    users.bp,
+    account.bp,
+    settings.bp,
+    api.bp,
+    live.bp,
+)
 
 
 class RowIdConverter(IntegerConverter):
@@ -10,3 +26,10 @@ class RowIdConverter(IntegerConverter):
 
     def __init__(self, url_map):
         super().__init__(url_map, max=MAX_ROW_ID)
+
+
+def register(app: Flask) -> None:
+    """Register every blueprint, after the URL converter their routes use."""
+    app.url_map.converters["row_id"] = RowIdConverter
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
