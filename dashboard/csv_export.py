@@ -7,8 +7,6 @@ from collections.abc import Iterable
 from .deliveries import to_json
 from .models import Delivery
 from .phones import mask
-from .search_params import BadParameter
-from .translatable import N_
 
 # The JSON API's field names, so a column means the same thing in both.
 COLUMNS = (
@@ -32,18 +30,6 @@ MASKED_COLUMNS = ("phone", "participant")
 BOM = "\ufeff"
 # A spreadsheet runs a cell starting with these as a formula (OWASP, CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-_MASK_ON = {"", "1", "true", "yes", "on"}
-_MASK_OFF = {"0", "false", "no", "off"}
-
-
-def parse_mask(value: str | None) -> bool:
-    """Whether phones are masked: yes unless ``mask`` is 0, false, no or off."""
-    text = (value or "").strip().lower()
-    if text in _MASK_ON:
-        return True
-    if text in _MASK_OFF:
-        return False
-    raise BadParameter("mask", N_("Use 1 or 0 (true or false)."))
 
 
 def neutralise(value: str) -> str:

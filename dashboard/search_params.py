@@ -15,7 +15,7 @@ MAX_LIMIT = 500
 # The largest row id: the id column is a 32-bit INTEGER on PostgreSQL, which refuses to
 # compare it with anything larger.
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"", "0", "false", "no", "off"}
+_FALSE = {"0", "false", "no", "off"}
 # An unescaped "+" in a query string arrives as a space: "...T14:30:00 03:00".
 _OFFSET_AS_SPACE = re.compile(r" (\d{2}:?\d{2})$")
 
@@ -59,7 +59,7 @@ def parse(args: Mapping[str, str]) -> Search:
         filters=Filters(
             phone=phone,
             type=_text(args, "type") or None,
-            failed=_flag(args, "failed"),
+            failed=flag(args, "failed"),
             instance=_text(args, "instance") or None,
             since=since,
             until=until,
@@ -77,8 +77,11 @@ def _text(args: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _flag(args: Mapping[str, str], name: str) -> bool:
+def flag(args: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """A yes/no parameter: 1/true/yes/on or 0/false/no/off; ``default`` when left empty."""
     value = _text(args, name).lower()
+    if not value:
+        return default
     if value in _TRUE:
         return True
     if value in _FALSE:

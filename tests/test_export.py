@@ -211,8 +211,11 @@ def test_neutralise(value, expected):
 
 
 def test_mask_parameter():
-    assert csv_export.parse_mask(None) is True
-    assert csv_export.parse_mask(" Yes ") is True
-    assert csv_export.parse_mask("off") is False
+    def mask(args):
+        return search_params.flag(args, "mask", default=True)
+
+    assert mask({}) is True
+    assert mask({"mask": " Yes "}) is True
+    assert mask({"mask": "off"}) is False
     with pytest.raises(search_params.BadParameter):
-        csv_export.parse_mask("2")
+        mask({"mask": "2"})

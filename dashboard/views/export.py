@@ -25,7 +25,8 @@ def csv_file():
     wanted = {name: value for name, value in request.args.items() if name not in PAGE_PARAMETERS}
     try:
         filters = search_params.parse(wanted).filters
-        masked = csv_export.parse_mask(request.args.get("mask"))
+        # Phones leave the dashboard masked unless the export asks otherwise.
+        masked = search_params.flag(request.args, "mask", default=True)
     except search_params.BadParameter as exc:
         message = f"{exc.name}: {_(exc.message, **exc.params)}"
         page = render_template(
