@@ -13,7 +13,14 @@ from .extensions import db, login_manager
 from .models import User
 
 # Everything else needs a signed-in user, so a new route is private unless listed here.
-PUBLIC_ENDPOINTS = {"auth.login", "auth.setup", "health.healthz", "static", "webhooks.receive"}
+PUBLIC_ENDPOINTS = {
+    "assets.favicon",
+    "auth.login",
+    "auth.setup",
+    "health.healthz",
+    "static",
+    "webhooks.receive",
+}
 
 
 class SignedInUser(UserMixin):

@@ -1,5 +1,6 @@
 """The ``zapi-dashboard`` command: serve, webhook-url, database upgrades, accounts, prune."""
 
+import os
 import subprocess
 import sys
 
@@ -8,9 +9,12 @@ from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import accounts, create_app, leases, migrate, retention, server, settings
-from .config import ConfigError
+from .config import MAX_RETENTION_DAYS, ConfigError
 from .extensions import db
 from .logs import database_reason
+
+# Where `serve` listens by default, and what `webhook-url` falls back to.
+LOCAL_URL = "http://127.0.0.1:8000"
 
 
 def _app(**overrides) -> Flask:
@@ -32,6 +36,7 @@ def webhook_url(app: Flask, local_url: str) -> str:
 
 
 @click.group()
+@click.version_option(package_name="zapi-dashboard", message="zapi-dashboard %(version)s")
 def main() -> None:
     """Self-hosted dashboard for Z-API delivery callbacks."""
 
@@ -55,11 +60,11 @@ def main() -> None:
 )
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Apply migrations and run the production server (gunicorn)."""
-    # Migrating in a child process keeps Alembic out of the server's memory for good.
-    migration = subprocess.run([sys.executable, "-m", "dashboard", "db", "upgrade"], check=False)
-    if migration.returncode:
-        sys.exit(migration.returncode)  # the child has said what went wrong
-    app = _app(AUTO_MIGRATE=False)  # loaded once here, before any worker starts
+    app = _app(AUTO_MIGRATE=False)  # checks every setting, once, before anything starts
+    problem = server.address_problem(host, port)
+    if problem:
+        raise click.ClickException(problem)
+    _migrate_in_child_process(app)
     local = f"http://{host}:{port}"
     click.echo(f"zapi-dashboard listening on {local}")
     click.echo(f"Z-API webhook URL (keep it secret): {webhook_url(app, local)}")
@@ -81,15 +86,30 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     server.run(server.server_options(host, port, workers, threads), app)
 
 
+def _migrate_in_child_process(app: Flask) -> None:
+    """Run ``db upgrade`` in a child, so the server's processes never carry Alembic."""
+    # -P keeps the working directory off the child's import path: started inside a
+    # checkout, it must still run this installed code. The data dir is passed on, so the
+    # child opens the very database this process serves.
+    environment = {**os.environ, "DASHBOARD_DATA_DIR": app.config["DATA_DIR"]}
+    migration = subprocess.run(
+        [sys.executable, "-P", "-m", "dashboard", "db", "upgrade"], env=environment, check=False
+    )
+    if migration.returncode:
+        sys.exit(migration.returncode)  # the child has said what went wrong
+
+
 @main.command("webhook-url")
 def webhook_url_command() -> None:
     """Print the webhook URL to configure in Z-API."""
     app = _app()
-    click.echo(webhook_url(app, "http://127.0.0.1:8000"))
-    if not app.config.get("PUBLIC_URL"):
+    click.echo(webhook_url(app, LOCAL_URL))
+    if app.config.get("PUBLIC_URL"):
+        click.echo(f"Built from DASHBOARD_PUBLIC_URL ({app.config['PUBLIC_URL']}).", err=True)
+    else:
         click.echo(
-            "Note: DASHBOARD_PUBLIC_URL is not set, so this is the local address; "
-            "Z-API needs the public https one.",
+            f"DASHBOARD_PUBLIC_URL is not set, so this uses the local address {LOCAL_URL}; "
+            "Z-API needs the public https one: set DASHBOARD_PUBLIC_URL.",
             err=True,
         )
 
@@ -155,7 +175,7 @@ def set_password(name: str, password_stdin: bool) -> None:
 @main.command("prune")
 @click.option(
     "--days",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_RETENTION_DAYS),
     help="Delete callbacks older than this many days  [default: DASHBOARD_RETENTION_DAYS].",
 )
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")

@@ -1,9 +1,9 @@
 """Configuration: defaults, ``DASHBOARD_*`` variables and secrets kept in the data dir."""
 
 import contextlib
+import difflib
 import functools
 import os
-import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -11,10 +11,38 @@ from pathlib import Path
 
 from flask import Flask
 
+from . import config_values as values
+
 # 22 URL-safe characters carry 132 bits; fewer would make the webhook URL guessable.
 MIN_WEBHOOK_TOKEN_LENGTH = 22
-WEBHOOK_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]+")
-SQLITE_SYNCHRONOUS_MODES = ("NORMAL", "FULL")
+# A session-signing key shorter than this could be guessed offline from one cookie.
+MIN_SECRET_KEY_LENGTH = 16
+PREFIX = "DASHBOARD_"
+# Values never repeated in an error message.
+SECRET_KEYS = {"SECRET_KEY", "WEBHOOK_TOKEN"}
+# About a century: a larger count of days overflows Python's dates.
+MAX_RETENTION_DAYS = 36_500
+
+# What an operator may set, as DASHBOARD_<key>; each reader checks a value's type and range.
+SETTINGS: dict[str, values.Reader] = {
+    "DATA_DIR": values.absolute_path("/var/lib/zapi-dashboard"),
+    "DATABASE_URL": values.database_url,
+    "SECRET_KEY": values.secret(MIN_SECRET_KEY_LENGTH, r"\S", "anything but spaces"),
+    "WEBHOOK_TOKEN": values.secret(
+        MIN_WEBHOOK_TOKEN_LENGTH, r"[A-Za-z0-9_-]", "A-Z a-z 0-9 - _, as it is part of a URL"
+    ),
+    "PUBLIC_URL": values.web_address(("https",), "https://dashboard.example.com", False),
+    "ZAPI_BASE_URL": values.web_address(("https", "http"), "https://api.z-api.io", True),
+    "ZAPI_TIMEOUT_SECONDS": values.seconds(300, "how long one Z-API call may wait"),
+    "WRITE_TIMEOUT_SECONDS": values.seconds(300, "how long a webhook waits for its commit"),
+    "SQLITE_SYNCHRONOUS": values.one_of("NORMAL", "FULL"),
+    "TRUSTED_PROXIES": values.whole_number(0, 5, "how many reverse proxies are in front"),
+    "SOCKETS_PER_WORKER": values.whole_number(1, 10_000, "live feeds one worker holds"),
+    "RETENTION_DAYS": values.whole_number(
+        0, MAX_RETENTION_DAYS, "days of callbacks to keep; 0 keeps every callback"
+    ),
+    "PRUNE_CHECK_SECONDS": values.seconds(86_400, "how often a worker looks for a due prune"),
+}
 
 DEFAULTS = {
     "ZAPI_BASE_URL": "https://api.z-api.io",
@@ -46,9 +74,6 @@ DEFAULTS = {
     "PRUNE_CHECK_SECONDS": 3600.0,
 }
 
-# Values that must stay strings even when from_prefixed_env would read them as JSON.
-STRING_KEYS = ("SECRET_KEY", "WEBHOOK_TOKEN", "DATA_DIR", "DATABASE_URL", "PUBLIC_URL")
-
 
 class ConfigError(Exception):
     """A setting that stops the dashboard from starting, with a message for the operator."""
@@ -57,12 +82,14 @@ class ConfigError(Exception):
 def load(app: Flask, test_config: dict | None) -> None:
     """Fill ``app.config`` from defaults, the environment, test overrides and the data dir."""
     app.config.from_mapping(DEFAULTS)
-    app.config.from_prefixed_env("DASHBOARD")
+    _refuse_unknown_variables()
+    # Raw text: each setting's own reader decides what its value means.
+    app.config.from_prefixed_env(PREFIX.rstrip("_"), loads=str)
     if test_config:
         app.config.from_mapping(test_config)
-    for key in STRING_KEYS:
+    for key, read in SETTINGS.items():
         if app.config.get(key) is not None:
-            app.config[key] = str(app.config[key])
+            app.config[key] = _checked(key, read, app.config[key])
 
     data_dir = Path(app.config.get("DATA_DIR") or app.instance_path)
     _ensure_writable_dir(data_dir)
@@ -73,16 +100,32 @@ def load(app: Flask, test_config: dict | None) -> None:
         app.config["SECRET_KEY"] = read_or_create_secret(data_dir / "secret_key")
     if not app.config.get("WEBHOOK_TOKEN"):
         app.config["WEBHOOK_TOKEN"] = read_or_create_secret(data_dir / "webhook_token")
-    _check_webhook_token(app.config["WEBHOOK_TOKEN"])
     # Encrypts the Z-API tokens at rest; kept only in the data dir, never in the database.
     app.config["SETTINGS_KEY"] = read_or_create_secret(data_dir / "settings_key", _new_settings_key)
 
-    mode = str(app.config["SQLITE_SYNCHRONOUS"]).upper()
-    if mode not in SQLITE_SYNCHRONOUS_MODES:
-        raise ConfigError(f"DASHBOARD_SQLITE_SYNCHRONOUS must be NORMAL or FULL, not {mode!r}.")
-    app.config["SQLITE_SYNCHRONOUS"] = mode
-    app.config["RETENTION_DAYS"] = _retention_days(app.config["RETENTION_DAYS"])
-    app.config["PRUNE_CHECK_SECONDS"] = _check_seconds(app.config["PRUNE_CHECK_SECONDS"])
+
+def _refuse_unknown_variables() -> None:
+    """A misspelt variable would otherwise be ignored without a word."""
+    for name in sorted(os.environ):
+        if name.startswith(PREFIX) and name.removeprefix(PREFIX) not in SETTINGS:
+            known = [PREFIX + key for key in SETTINGS]
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(
+                f"{name} is not a zapi-dashboard setting; {hint}"
+                "the settings are listed under Configuration in the README."
+            )
+
+
+def _checked(key: str, read: values.Reader, value: object) -> object:
+    try:
+        return read(value)
+    except values.Refused as refused:
+        text = str(value)
+        shown = repr(text if len(text) <= 60 else f"{text[:57]}...")
+        if key in SECRET_KEYS:
+            shown = f"a value of {len(text)} characters"  # never echo a secret
+        raise ConfigError(f"{PREFIX}{key} must be {refused.accepted}, not {shown}.") from None
 
 
 def read_or_create_secret(
@@ -124,39 +167,3 @@ def _new_settings_key() -> str:
     from cryptography.fernet import Fernet
 
     return Fernet.generate_key().decode()
-
-
-def _retention_days(value) -> int:
-    # From the environment a number arrives parsed as JSON; anything else stays a string.
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(
-            "DASHBOARD_RETENTION_DAYS must be a whole number of days, 0 or more "
-            f"(0 keeps every callback), not {value!r}."
-        )
-    return value
-
-
-def _check_seconds(value) -> float:
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = 0.0
-    if isinstance(value, bool) or not 0 < seconds < float("inf"):
-        raise ConfigError(f"DASHBOARD_PRUNE_CHECK_SECONDS must be a number above 0, not {value!r}.")
-    return seconds
-
-
-def _check_webhook_token(token: str) -> None:
-    if len(token) < MIN_WEBHOOK_TOKEN_LENGTH:
-        raise ConfigError(
-            f"DASHBOARD_WEBHOOK_TOKEN is {len(token)} characters long; it must be at least "
-            f"{MIN_WEBHOOK_TOKEN_LENGTH} (128 bits). Unset it to have one generated, or use "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`."
-        )
-    if not WEBHOOK_TOKEN_PATTERN.fullmatch(token):
-        raise ConfigError(
-            "DASHBOARD_WEBHOOK_TOKEN may hold only letters, digits, '-' and '_', "
-            "because it is part of a URL."
-        )

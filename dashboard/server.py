@@ -1,6 +1,8 @@
 """The production server: gunicorn with threaded workers, serving create_app()."""
 
+import errno
 import gc
+import socket
 import threading
 
 from flask import Flask
@@ -16,6 +18,7 @@ from .logs import protect
 # writer at a time anyway; --workers 2 adds a second core's worth of page rendering.
 DEFAULT_WORKERS = 1
 DEFAULT_THREADS = 96
+HOST_HINT = "use --host 127.0.0.1 (or 0.0.0.0 for every address of this machine)"
 
 
 class RedactingLogger(Logger):
@@ -127,3 +130,34 @@ def _forget_inherited_connections(arbiter, worker):
 def run(options: dict, app: Flask) -> None:
     """Serve ``app`` with gunicorn and block until it exits."""
     DashboardServer(options, app).run()
+
+
+def address_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port``, in one line; None when it can."""
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror:
+        return f"{host} is not a known address; {HOST_HINT}."
+    with socket.socket(family, kind, protocol) as probe:
+        # As gunicorn does, so a port left in TIME_WAIT by a previous run counts as free.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return _bind_failure(host, port, exc)
+    return None
+
+
+def _bind_failure(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is in use; pick another with --port."
+    if exc.errno == errno.EACCES:
+        return (
+            f"port {port} needs root; use a port above 1023 (the default 8000) "
+            "behind Caddy or nginx."
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; {HOST_HINT}."
+    return f"cannot listen on {host}:{port}: {exc.strerror}."

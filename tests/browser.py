@@ -6,15 +6,15 @@ any request that would leave 127.0.0.1 (those are aborted, never sent). Its ``op
 ``submit`` methods fail the test as soon as a page shows any of them.
 """
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 from playwright.sync_api import Browser, Locator, Page, Request, Response, Route, expect
+
+from .support import missing
 
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_OPTIONS = {
@@ -229,7 +229,4 @@ def require_chromium() -> None:
     """Skip the calling test module without Chromium; in CI, where it is installed, fail."""
     if CHROMIUM.exists():
         return
-    reason = f"{CHROMIUM} is missing; install Debian's chromium package to run the browser tests"
-    if os.environ.get("CI_REQUIRE_SERVICES"):
-        pytest.fail(reason, pytrace=False)
-    pytest.skip(reason, allow_module_level=True)
+    missing(f"{CHROMIUM} is missing; install Debian's chromium package to run the browser tests")

@@ -1,5 +1,8 @@
+import importlib.metadata
+import socket
 import subprocess
 
+import pytest
 import requests
 from click.testing import CliRunner
 
@@ -15,7 +18,8 @@ def test_webhook_url_uses_the_public_url(tmp_path, monkeypatch):
     monkeypatch.setenv("DASHBOARD_PUBLIC_URL", "https://dash.example.com/")
     result = CliRunner().invoke(main, ["webhook-url"])
     assert result.exit_code == 0
-    assert result.output.strip() == f"https://dash.example.com/webhooks/{TOKEN}"
+    assert result.stdout.strip() == f"https://dash.example.com/webhooks/{TOKEN}"
+    assert "Built from DASHBOARD_PUBLIC_URL (https://dash.example.com)." in result.stderr
 
 
 def test_webhook_url_without_public_url_says_so(tmp_path, monkeypatch):
@@ -152,3 +156,46 @@ def test_serve_prints_a_setup_link_only_while_no_user_exists(tmp_path):
         assert requests.get(again.base_url + setup_path, timeout=30).status_code == 404
     finally:
         stop_server(again)
+
+
+def test_version_is_the_installed_package_version():
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"zapi-dashboard {importlib.metadata.version('zapi-dashboard')}\n"
+
+
+def test_serve_on_a_busy_port_stops_at_once_with_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            cli_command("serve", "--port", str(port)),
+            env={"PATH": "/usr/bin:/bin", "DASHBOARD_DATA_DIR": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stdout == ""  # no "listening on" nor a webhook URL for a server that isn't
+    assert result.stderr == f"Error: port {port} is in use; pick another with --port.\n"
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [
+        ("192.0.2.1", "192.0.2.1 is not an address of this machine; use --host 127.0.0.1"),
+        ("no-such-host.invalid", "no-such-host.invalid is not a known address"),
+    ],
+)
+def test_serve_on_an_address_it_cannot_have_says_so(tmp_path, host, message):
+    result = subprocess.run(
+        cli_command("serve", "--host", host, "--port", "8000"),
+        env={"PATH": "/usr/bin:/bin", "DASHBOARD_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Error: {message}")
+    assert len(result.stderr.splitlines()) == 1

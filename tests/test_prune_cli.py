@@ -93,6 +93,8 @@ def test_zero_days_means_retention_is_off(app):
         ((), {"RETENTION_DAYS": "1.5"}, "DASHBOARD_RETENTION_DAYS must be a whole number"),
         (("--days", "0"), {}, "'--days'"),
         (("--days", "x"), {}, "'--days'"),
+        (("--days", "99999999"), {}, "'--days'"),
+        ((), {"RETENTION_DAYS": "99999999999"}, "DASHBOARD_RETENTION_DAYS must be a whole number"),
     ],
 )
 def test_bad_days_get_one_clear_line(app, args, env, message):

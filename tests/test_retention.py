@@ -300,12 +300,32 @@ def test_retention_days_default_to_90_and_read_from_the_environment(tmp_path, mo
 @pytest.mark.parametrize(
     ("setting", "value", "message"),
     [
-        ("RETENTION_DAYS", "-1", "DASHBOARD_RETENTION_DAYS must be a whole number of days"),
-        ("RETENTION_DAYS", "ninety", "DASHBOARD_RETENTION_DAYS must be a whole number of days"),
-        ("RETENTION_DAYS", "2.5", "DASHBOARD_RETENTION_DAYS must be a whole number of days"),
-        ("RETENTION_DAYS", "true", "DASHBOARD_RETENTION_DAYS must be a whole number of days"),
-        ("PRUNE_CHECK_SECONDS", "0", "DASHBOARD_PRUNE_CHECK_SECONDS must be a number above 0"),
-        ("PRUNE_CHECK_SECONDS", "soon", "DASHBOARD_PRUNE_CHECK_SECONDS must be a number above 0"),
+        ("RETENTION_DAYS", "-1", "DASHBOARD_RETENTION_DAYS must be a whole number from 0 to 36500"),
+        (
+            "RETENTION_DAYS",
+            "ninety",
+            "DASHBOARD_RETENTION_DAYS must be a whole number from 0 to 36500",
+        ),
+        (
+            "RETENTION_DAYS",
+            "2.5",
+            "DASHBOARD_RETENTION_DAYS must be a whole number from 0 to 36500",
+        ),
+        (
+            "RETENTION_DAYS",
+            "true",
+            "DASHBOARD_RETENTION_DAYS must be a whole number from 0 to 36500",
+        ),
+        (
+            "PRUNE_CHECK_SECONDS",
+            "0",
+            "DASHBOARD_PRUNE_CHECK_SECONDS must be a number of seconds above 0",
+        ),
+        (
+            "PRUNE_CHECK_SECONDS",
+            "soon",
+            "DASHBOARD_PRUNE_CHECK_SECONDS must be a number of seconds above 0",
+        ),
     ],
 )
 def test_bad_retention_settings_are_refused(tmp_path, monkeypatch, setting, value, message):

@@ -4,11 +4,25 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from ..models import MAX_ROW_ID
-from . import account, api, auth, export, feed, health, live, search, settings, users, webhooks
+from . import (
+    account,
+    api,
+    assets,
+    auth,
+    export,
+    feed,
+    health,
+    live,
+    search,
+    settings,
+    users,
+    webhooks,
+)
 
 BLUEPRINTS = (
     webhooks.bp,
     health.bp,
+    assets.bp,
     auth.bp,
     feed.bp,
     search.bp,
