@@ -83,7 +83,7 @@ def test_every_string_has_a_finished_translation(language):
         elif not all(strings(message)):
             problems.append(f"untranslated: {msgid!r} ({where})")
     assert not problems, (
-        f"{po_path(language)} is incomplete; run the pybabel commands in README.md "
+        f"{po_path(language)} is incomplete; run the pybabel commands in docs/languages.md "
         "(Languages) and translate:\n" + "\n".join(problems)
     )
 
