@@ -1,14 +1,25 @@
-"""The ``zapi-dashboard`` command: serve, webhook-url, database upgrades, accounts, prune."""
+"""The ``zapi-dashboard`` command: serve, webhook-url, db upgrade, accounts, prune, backups."""
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import accounts, create_app, leases, migrate, retention, server, settings
+from . import (
+    accounts,
+    backup,
+    create_app,
+    leases,
+    migrate,
+    retention,
+    server,
+    server_lock,
+    settings,
+)
 from .config import MAX_RETENTION_DAYS, ConfigError
 from .extensions import db
 from .logs import database_reason
@@ -61,6 +72,7 @@ def main() -> None:
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Apply migrations and run the production server (gunicorn)."""
     app = _app(AUTO_MIGRATE=False)  # checks every setting, once, before anything starts
+    _claim_data_dir(app)
     problem = server.address_problem(host, port)
     if problem:
         raise click.ClickException(problem)
@@ -209,3 +221,76 @@ def prune_command(days: int | None, dry_run: bool) -> None:
             f"Deleted {result.deleted} {noun} received before {cutoff}, then stopped: "
             "another process took over the job."
         )
+
+
+def _claim_data_dir(app: Flask) -> None:
+    """Stop a second server (or one started during a restore) on the same SQLite data dir."""
+    # Instances sharing a PostgreSQL database may share a data dir as well: nothing restores
+    # into it (pg_restore does), so there is nothing to guard.
+    if not db.is_sqlite:
+        return
+    try:
+        server_lock.hold_while_running(app.config["DATA_DIR"])
+    except server_lock.Held as held:
+        raise click.ClickException(
+            f"{held}; stop it first, or give this server a DASHBOARD_DATA_DIR of its own."
+        ) from None
+    except OSError as exc:
+        lock = f"{app.config['DATA_DIR']}/{server_lock.LOCK_NAME}"
+        raise click.ClickException(f"Cannot open {lock}: {exc.strerror}.") from None
+
+
+# Secrets the environment sets win over the data dir's files, in a backup as anywhere.
+ENVIRONMENT_SECRETS = {
+    "DASHBOARD_WEBHOOK_TOKEN": "webhook_token",
+    "DASHBOARD_SECRET_KEY": "secret_key",
+}
+
+
+def _secrets_from_environment() -> dict[str, str]:
+    return {name: file for name, file in ENVIRONMENT_SECRETS.items() if os.environ.get(name)}
+
+
+@main.command("backup")
+@click.argument("path", type=click.Path(path_type=Path))
+def backup_command(path: Path) -> None:
+    """Write one file with the database and the data dir's secrets; safe while serving."""
+    app = _app(AUTO_MIGRATE=False)
+    try:
+        made = backup.create(app.config["DATABASE_URL"], app.config["DATA_DIR"], path)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    noun = "callback" if made.callbacks == 1 else "callbacks"
+    click.echo(
+        f"Backup of {made.callbacks:,} {noun} (schema {made.revision}) written to {made.path} "
+        f"({backup.human_size(made.size)})."
+    )
+    for name in _secrets_from_environment():
+        click.echo(f"{name} is set in the environment, not in the backup: keep it with the backup.")
+
+
+@main.command("restore")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Keep the data dir's database and secrets aside (*.before-restore-<time>) and restore.",
+)
+def restore_command(path: Path, replace: bool) -> None:
+    """Put a backup into the data dir (server stopped) and migrate it to this version."""
+    app = _app(AUTO_MIGRATE=False)
+    try:
+        done = backup.restore(path, app.config["DATA_DIR"], app.config["DATABASE_URL"], replace)
+    except backup.BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    noun = "callback" if done.callbacks == 1 else "callbacks"
+    click.echo(
+        f"Restored {done.callbacks:,} {noun} (schema {done.backup_revision} → "
+        f"{done.revision}) into {done.data_dir}; start the server."
+    )
+    if done.kept_aside:
+        names = ", ".join(path.name for path in done.kept_aside)
+        folder = done.kept_aside[0].parent
+        click.echo(f"The previous {names} are kept in {folder} as <name>{done.kept_suffix}.")
+    for name, file in _secrets_from_environment().items():
+        click.echo(f"{name} is set in the environment and wins over the restored {file}.")

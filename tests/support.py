@@ -104,7 +104,10 @@ def start_server(
     name: str = "server",
     port: int | None = None,
 ) -> Server:
-    """Start ``zapi-dashboard serve`` (on a free port by default); wait for /healthz."""
+    """Start ``zapi-dashboard serve`` (on a free port by default); wait for /healthz.
+
+    A variable given as None in ``env`` is left unset (say, the webhook token).
+    """
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"{name}.log"
@@ -115,6 +118,7 @@ def start_server(
         "DASHBOARD_WEBHOOK_TOKEN": TOKEN,
         **(env or {}),
     }
+    environment = {key: value for key, value in environment.items() if value is not None}
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             cli_command("serve", "--port", str(port), *extra),
