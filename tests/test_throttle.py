@@ -67,11 +67,15 @@ def test_attempts_older_than_the_window_are_forgotten(app, monkeypatch):
 
 
 def test_throttling_holds_across_workers_and_instances(tmp_path):
-    data_dir = tmp_path / "shared"
-    # Two instances on one database, each with two gunicorn workers.
+    data_dir = tmp_path / "first"
+    # Two instances on one database, each with two gunicorn workers; each instance has a
+    # data dir of its own (one data dir serves one server), the second the first's database.
+    database = {"DASHBOARD_DATABASE_URL": f"sqlite:///{data_dir / 'dashboard.sqlite3'}"}
     first = start_server(data_dir, "--workers", "2", "--threads", "4", name="first")
     try:
-        second = start_server(data_dir, "--workers", "2", "--threads", "4", name="second")
+        second = start_server(
+            tmp_path / "second", "--workers", "2", "--threads", "4", name="second", env=database
+        )
         try:
             create_user_with_cli(data_dir, "ana", PASSWORD)
             statuses = [fail_once(server) for server in [first, second] * 5 + [first]]
