@@ -37,9 +37,9 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import migrate, server_lock
-from .database import SQLITE_BUSY_TIMEOUT_MS, open_engine
-from .logs import database_reason
+from .. import migrate, server_lock
+from ..database import SQLITE_BUSY_TIMEOUT_MS, open_engine
+from ..logs import database_reason
 
 FORMAT = "zapi-dashboard backup"
 FORMAT_VERSION = 1
