@@ -11,7 +11,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from . import config_values as values
+from . import values
 
 # 22 URL-safe characters carry 132 bits; fewer would make the webhook URL guessable.
 MIN_WEBHOOK_TOKEN_LENGTH = 22
