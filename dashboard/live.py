@@ -10,9 +10,11 @@ import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,6 +38,47 @@ BATCH = 500
 SESSION_CHECK_SECONDS = 3.0
 FALLBACK_READ_SECONDS = 1.0
 GOING_AWAY, POLICY_VIOLATION = 1001, 1008
+# What a browser's location.origin can be: a scheme, a host (IDNs come as punycode) and a
+# port; anything more is no origin.
+_PLAIN_ORIGIN = re.compile(
+    r"https?://(?:[a-z0-9.-]{1,253}|\[[0-9a-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?",
+    re.IGNORECASE | re.ASCII,
+)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a socket is refused before its handshake, and the HTTP status it gets."""
+
+    reason: str  # "origin" (the page is not of this site, as we see it) or "full"
+    status: int
+
+
+FOREIGN_ORIGIN = Refusal("origin", 403)
+FULL = Refusal("full", 503)
+
+
+def plain_origin(text: str | None) -> str | None:
+    """``text`` in lower case if it is a plain http(s) origin (no path, query, user), else None."""
+    found = _PLAIN_ORIGIN.fullmatch(text or "")
+    if found is None or int(found["port"] or 0) > 65535:
+        return None
+    return found[0].lower()
+
+
+def refusal(
+    origin: str | None, accepted: Collection[str], open_sockets: int, limit: int
+) -> Refusal | None:
+    """Why a socket from a page at ``origin`` would be refused now, or None if it would open.
+
+    ``accepted`` are the origins this site's pages have; ``open_sockets`` of at most ``limit``
+    are in use in this process.
+    """
+    if plain_origin(origin) not in accepted:
+        return FOREIGN_ORIGIN
+    if open_sockets >= limit:
+        return FULL
+    return None
 
 
 class Subscriber:

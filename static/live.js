@@ -1,6 +1,7 @@
 // The live feed: new callbacks pushed over a WebSocket, drawn from the server's own row
 // template, with filters, a pause button and the connection state always on screen.
-// Every word shown comes from data-* attributes the page renders in its own language.
+// Every word shown comes from data-* attributes the page renders in its own language, or
+// from the server's own (translated) answer saying why it refuses the socket.
 (function () {
   "use strict";
   const root = document.getElementById("live-feed");
@@ -12,7 +13,7 @@
   const MAX_DELAY_MS = 30000;
   const JITTER = 0.3;
   const OFFLINE_ALERT_MS = 10000;
-  const FAILURES_BEFORE_SESSION_CHECK = 3;
+  const CHECK_TIMEOUT_MS = 10000; // a stalled check must not stop the next ones
   const COPIED_MS = 2000;
   const CLOSE_POLICY = 1008;
 
@@ -27,6 +28,7 @@
   const heldLine = root.querySelector("[data-held]");
   const connectionLine = root.querySelector("[data-connection]");
   const offlineBanner = root.querySelector("[data-offline-banner]");
+  const refusedBanner = root.querySelector("[data-refused-banner]");
   const gapBanner = root.querySelector("[data-gap-banner]");
   const gapText = root.querySelector("[data-gap-text]");
   const announcer = root.querySelector("[data-announcer]");
@@ -305,6 +307,9 @@
   let downSince = null;
   let retryTimer = null;
   let offlineTimer = null;
+  let connected = false;
+  let checking = false;
+  let refused = false; // the server said why it turns the socket away; its alert is up
 
   function setConnection(state, words) {
     connectionLine.dataset.state = state;
@@ -313,6 +318,7 @@
 
   function showOffline() {
     offlineTimer = null;
+    if (refused) return; // the refusal's alert already says more than "offline"
     setConnection("offline", text.textOfflineSince.replace("{time}", clockFormat.format(downSince)));
     offlineBanner.textContent = text.textOfflineBanner;
     offlineBanner.hidden = false;
@@ -327,13 +333,56 @@
     window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
   }
 
-  // Signed out while away? The handshake cannot say so; /api/status can.
-  function checkSession() {
-    fetch("/api/status", { credentials: "same-origin", headers: { Accept: "application/json" } })
+  // The server's reason, already in the page's language; shown as text, never as HTML.
+  function showRefusal(message) {
+    refused = true;
+    refusedBanner.textContent = message;
+    refusedBanner.hidden = false;
+    offlineBanner.hidden = true;
+    setConnection("refused", text.textRefused);
+  }
+
+  function clearRefusal() {
+    refused = false;
+    refusedBanner.hidden = true;
+    refusedBanner.textContent = "";
+  }
+
+  // The refusal is over but the socket is still down: back to the usual offline lines.
+  function showDown() {
+    if (offlineTimer === null) showOffline();
+    else setConnection("reconnecting", text.textReconnecting);
+  }
+
+  function onCheck(answer) {
+    if (stopped || connected || !answer || typeof answer !== "object") return;
+    if (answer.ok === false && typeof answer.error === "string") {
+      showRefusal(answer.error);
+    } else if (answer.ok === true && refused) {
+      clearRefusal(); // accepted now: the failure was passing; the retries carry on
+      showDown();
+    }
+  }
+
+  // A browser never sees why a handshake failed (signed out, foreign origin, full
+  // server): the check endpoint gives the same verdict, in words.
+  function diagnose() {
+    if (checking) return;
+    checking = true;
+    const url = "/api/live/check?origin=" + encodeURIComponent(window.location.origin);
+    const options = { credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (window.AbortSignal && AbortSignal.timeout) options.signal = AbortSignal.timeout(CHECK_TIMEOUT_MS);
+    fetch(url, options)
       .then(function (response) {
-        if (response.status === 401) goToLogin();
+        if (response.status === 401) {
+          goToLogin();
+          return null;
+        }
+        return response.ok ? response.json() : null;
       })
-      .catch(function () { /* the server is down: keep trying */ });
+      .then(onCheck)
+      .catch(function () { /* the server is down: keep trying */ })
+      .finally(function () { checking = false; });
   }
 
   function scheduleReconnect() {
@@ -343,7 +392,9 @@
   }
 
   function onOpen() {
+    connected = true;
     failures = 0;
+    clearRefusal();
     downSince = null;
     window.clearTimeout(offlineTimer);
     offlineTimer = null;
@@ -357,14 +408,15 @@
       goToLogin(); // the session ended or the account was disabled
       return;
     }
+    connected = false;
     wasDisconnected = true;
     failures = opened ? 0 : failures + 1;
     if (downSince === null) {
       downSince = new Date();
       offlineTimer = window.setTimeout(showOffline, OFFLINE_ALERT_MS);
     }
-    if (offlineTimer !== null) setConnection("reconnecting", text.textReconnecting);
-    if (failures >= FAILURES_BEFORE_SESSION_CHECK) checkSession();
+    if (offlineTimer !== null && !refused) setConnection("reconnecting", text.textReconnecting);
+    if (failures > 0) diagnose(); // at every attempt that never opened, so the words stay true
     scheduleReconnect();
   }
 
@@ -398,6 +450,7 @@
 
   function stop() {
     stopped = true;
+    connected = false;
     window.clearTimeout(retryTimer);
     window.clearTimeout(offlineTimer);
     retryTimer = null;

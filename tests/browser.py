@@ -57,11 +57,11 @@ def leaves_localhost(url: str) -> bool:
 class Visitor:
     """One person at one browser: a fresh context (cookies, language) and its page."""
 
-    def __init__(self, browser: Browser, base_url: str, locale: str = "en-US"):
+    def __init__(self, browser: Browser, base_url: str, locale: str = "en-US", **context_options):
         self.base_url = base_url
         self.problems: list[str] = []
         self.expected_statuses: dict[str, int] = {}
-        self.context = browser.new_context(locale=locale, base_url=base_url)
+        self.context = browser.new_context(locale=locale, base_url=base_url, **context_options)
         self.context.set_default_timeout(TIMEOUT_MS)
         self.context.set_default_navigation_timeout(TIMEOUT_MS)
         self.context.expose_binding("__reportCspViolation", self._csp_violation)

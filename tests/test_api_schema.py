@@ -37,7 +37,9 @@ def bearer(any_db_app, stored):
 
 
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode))
-@pytest.mark.parametrize("label", ["GET /api/deliveries", "GET /api/deliveries/{id}"])
+@pytest.mark.parametrize(
+    "label", ["GET /api/deliveries", "GET /api/deliveries/{id}", "GET /api/live/check"]
+)
 def test_api_matches_its_description(any_db_app, bearer, label, mode):
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", any_db_app, headers=bearer)
     operation = schema.find_operation_by_label(label)

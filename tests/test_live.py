@@ -243,6 +243,45 @@ def test_sockets_are_refused_before_the_handshake(started, sockets):
     assert until_caught_up(fresh, deadline)[1] == {"count": 0, "latest": 0}
 
 
+def test_the_check_gives_the_handshakes_verdict(started, sockets):
+    # One worker: the check and the socket reach the same process and its one place.
+    server = started("--workers", "1", "--threads", "8", env={"DASHBOARD_SOCKETS_PER_WORKER": "1"})
+    browser = sign_in_new(server, "ana", "admin")
+    cookie = cookie_header(browser)
+    deadline = time.monotonic() + DEADLINE
+    https_origin = server.base_url.replace("http://", "https://")
+
+    def verdicts(origin):
+        """What the check says for ``origin``, then what a real handshake from it gets."""
+        reason = live_check(browser, server, origin).get("reason")
+        try:
+            ws = connect(server, cookie, after=0, origin=origin)
+        except websocket.WebSocketBadStatusException as refused:
+            return reason, refused.status_code
+        sockets.append(ws)
+        return reason, ws
+
+    reason, held = verdicts(server.base_url)
+    assert reason is None
+    assert until_caught_up(held, deadline)[1] == {"count": 0, "latest": 0}  # the place is taken
+    assert verdicts(server.base_url) == ("full", 503)
+    assert verdicts(https_origin) == ("origin", 403)
+    assert verdicts("http://evil.example") == ("origin", 403)
+
+    close_quietly(held)
+    wait_until_true(lambda: live_check(browser, server, server.base_url)["ok"], deadline)
+    reason, again = verdicts(server.base_url)
+    assert reason is None
+    assert until_caught_up(again, deadline)[1] == {"count": 0, "latest": 0}
+
+
+def live_check(browser, server, origin) -> dict:
+    """GET /api/live/check for a page at ``origin``, as the signed-in ``browser``."""
+    answer = browser.get(f"{server.base_url}/api/live/check", params={"origin": origin}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
 def wait_until_true(condition, deadline):
     while time.monotonic() < deadline:
         result = condition()

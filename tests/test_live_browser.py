@@ -7,6 +7,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -26,6 +27,9 @@ from .support import (
     start_server,
     stop_server,
 )
+from .test_selftest_tls import write_self_signed_certificate
+from .tls_proxy import TlsProxy
+from .ws import DEADLINE, close_quietly, connect, cookie_header, sign_in, until_caught_up
 
 pytestmark = pytest.mark.server
 
@@ -33,6 +37,8 @@ require_chromium()
 
 ADMIN = Account("ana", "ana's long password")
 SERVER_ARGS = ("--workers", "2", "--threads", "8")
+# One worker: the check the page makes and its socket reach the same process.
+ONE_WORKER = ("--workers", "1", "--threads", "8")
 # A callback must reach an open page this fast. Measured from just before the POST to the
 # moment live.js put the row in the table (the page's own clock, not Playwright's polling).
 ARRIVAL_SECONDS = 2.0
@@ -42,12 +48,17 @@ ARRIVAL_WAIT_MS = 15_000
 # about 21 s to knock; a loaded machine gets more room on top.
 RECONNECT_WAIT_MS = 60_000
 OFFLINE_BANNER_WAIT_MS = 30_000
+OFFLINE_ALERT_MS = 10_000  # live.js shows the offline alert after this long without a socket
 XSS = "<img src=x onerror=window.__pwned=1>"
 # What Chromium logs for a fetch that found no server (refused, or cut by the shutdown).
 CONNECTION_FAILED = re.compile(
     r"Failed to load resource: net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET"
     r"|CONNECTION_CLOSED|EMPTY_RESPONSE)"
 )
+
+# What Chromium logs for a refused handshake: the status, but for 401 a sentence of its own.
+HANDSHAKE_STATUS = re.compile(r"Error during WebSocket handshake: Unexpected response code: (\d+)")
+HANDSHAKE_UNAUTHORIZED = "HTTP Authentication failed; no valid credentials available"
 
 # Resolves with Date.now() the moment a row showing ``messageId`` enters the feed.
 WATCH_FOR_ROW = """
@@ -69,36 +80,51 @@ WATCH_FOR_ROW = """
 
 
 class FeedVisitor(Visitor):
-    """A :class:`Visitor` that can let through the errors of a server that is down.
+    """A :class:`Visitor` that can let through the errors of a server that is down or refusing.
 
     Chromium logs every refused connection as a console error. Inside ``server_down``, and
     only there, two kinds are expected: the live socket's failed attempts, and the failed
-    fetches of /api/status (status.js asks every 5 s; live.js asks after 3 failed attempts
-    whether the session ended). Any other console error is still a problem.
+    fetches of /api/status (status.js asks every 5 s) and /api/live/check (live.js asks it
+    why the socket failed). Inside ``socket_refused``, only the socket's handshakes refused
+    with the given statuses are. Any other console error is still a problem.
     """
 
     def __init__(self, *args, **kwargs):
         self.down_url: str | None = None
+        self.refusing: tuple[str, set[int]] | None = None
         self.tolerated: list[str] = []
         super().__init__(*args, **kwargs)
 
     def _console(self, message: ConsoleMessage) -> None:
-        if message.type == "error" and self.down_url and self._server_down_error(message):
+        if message.type == "error" and (
+            self._server_down_error(message) or self._refused_socket_error(message)
+        ):
             self.tolerated.append(message.text)
             return
         super()._console(message)
 
     def _server_down_error(self, message: ConsoleMessage) -> bool:
-        host = re.escape(self.down_url.split("://", 1)[1])
-        if re.match(
-            rf"WebSocket connection to 'ws://{host}/ws/deliveries\?after=\d+' failed\b",
-            message.text,
-        ):
+        if self.down_url is None:
+            return False
+        if re.match(rf"{socket_failure(self.down_url)}\b", message.text):
             return True
+        url = message.location.get("url", "")
         return (
-            message.location.get("url") == f"{self.down_url}/api/status"
-            and CONNECTION_FAILED.fullmatch(message.text) is not None
-        )
+            url == f"{self.down_url}/api/status"
+            or url.startswith(f"{self.down_url}/api/live/check?")
+        ) and CONNECTION_FAILED.fullmatch(message.text) is not None
+
+    def _refused_socket_error(self, message: ConsoleMessage) -> bool:
+        if self.refusing is None:
+            return False
+        base_url, statuses = self.refusing
+        refused = re.fullmatch(rf"{socket_failure(base_url)}: (.*)", message.text)
+        if refused is None:
+            return False
+        if refused.group(1) == HANDSHAKE_UNAUTHORIZED:
+            return 401 in statuses
+        code = HANDSHAKE_STATUS.fullmatch(refused.group(1))
+        return code is not None and int(code.group(1)) in statuses
 
     @contextmanager
     def server_down(self, base_url: str):
@@ -109,6 +135,25 @@ class FeedVisitor(Visitor):
         finally:
             self.page.evaluate("0")  # a round trip, so every earlier console event is in
             self.down_url = None
+
+    @contextmanager
+    def socket_refused(self, base_url: str, *statuses: int):
+        """Tolerate handshakes of the live socket on ``base_url`` refused with ``statuses``."""
+        self.refusing = (base_url, set(statuses))
+        try:
+            yield
+        finally:
+            self.page.evaluate("0")
+            self.refusing = None
+
+    def next_check(self):
+        """Wait for live.js's next question to /api/live/check; return its JSON answer."""
+        with self.page.expect_response(
+            lambda response: response.url.startswith(self.url("/api/live/check?")),
+            timeout=RECONNECT_WAIT_MS,
+        ) as answer:
+            pass
+        return answer.value.json()
 
     # -- the live feed -------------------------------------------------------------------
 
@@ -123,6 +168,11 @@ class FeedVisitor(Visitor):
         return self.main.locator("[data-offline-banner]")
 
     @property
+    def refused_banner(self):
+        """The alert that says why the server refuses the socket."""
+        return self.main.locator("[data-refused-banner]")
+
+    @property
     def feed_rows(self):
         """Every row of the feed table's body: deliveries and dividers, top to bottom."""
         return self.main.locator("[data-feed-rows] > tr")
@@ -133,15 +183,29 @@ class FeedVisitor(Visitor):
         return self.main.locator("[data-feed-rows] > tr.delivery").filter(has=code)
 
 
+def socket_failure(base_url: str) -> str:
+    """The start of what Chromium logs when the live socket of ``base_url`` fails, as a regex."""
+    scheme, host = base_url.split("://", 1)
+    socket_scheme = "wss" if scheme == "https" else "ws"
+    url = rf"{socket_scheme}://{re.escape(host)}/ws/deliveries\?after=\d+"
+    return rf"WebSocket connection to '{url}' failed"
+
+
 @pytest.fixture
 def visitor(browser):
-    """Opens signed-in visitors of a server (a context each), closed after the test."""
+    """Opens visitors of a server (a context each), signed in unless told; closed after the test.
+
+    ``base_url`` is where the browser goes when that is not the server itself (a proxy).
+    """
     opened: list[FeedVisitor] = []
 
-    def open_visitor(server: Server) -> FeedVisitor:
-        visitor = FeedVisitor(browser, server.base_url)
+    def open_visitor(
+        server: Server, signed_in: bool = True, base_url: str | None = None, **options
+    ) -> FeedVisitor:
+        visitor = FeedVisitor(browser, base_url or server.base_url, **options)
         opened.append(visitor)
-        visitor.sign_in(ADMIN)
+        if signed_in:
+            visitor.sign_in(ADMIN)
         return visitor
 
     yield open_visitor
@@ -158,11 +222,17 @@ def live_server(server) -> Server:
 
 @pytest.fixture
 def servers():
-    """Start servers on a chosen port; every one is stopped after the test."""
+    """Start servers (on a chosen port, if given); every one is stopped after the test."""
     started: list[Server] = []
 
-    def start(data_dir: Path, port: int, name: str) -> Server:
-        server = start_server(data_dir, *SERVER_ARGS, name=name, port=port)
+    def start(
+        data_dir: Path,
+        port: int | None = None,
+        name: str = "server",
+        args: tuple[str, ...] = SERVER_ARGS,
+        env: dict | None = None,
+    ) -> Server:
+        server = start_server(data_dir, *args, name=name, port=port, env=env)
         started.append(server)
         return server
 
@@ -311,4 +381,132 @@ def test_callback_text_is_shown_as_text_never_as_html(live_server, visitor):
     expect(me.main.locator("[data-feed-rows] img")).to_have_count(0)
     expect(me.main.locator("[data-feed-table] img")).to_have_count(0)
     assert me.page.evaluate("typeof window.__pwned") == "undefined"
+    me.assert_clean()
+
+
+@pytest.fixture
+def taken_place():
+    """Opens a real socket of ``server`` for ADMIN (from outside the browser), closed after."""
+    opened = []
+
+    def take(server: Server):
+        cookie = cookie_header(sign_in(server, ADMIN.username, ADMIN.password))
+        holder = connect(server, cookie, after=0)
+        opened.append(holder)
+        until_caught_up(holder, time.monotonic() + DEADLINE)  # subscribed: the place is taken
+        return holder
+
+    yield take
+    for holder in opened:
+        close_quietly(holder)
+
+
+FULL_MESSAGE = (
+    "All live feeds of this server are in use (1 per worker). Close other tabs of the "
+    "dashboard, or raise DASHBOARD_SOCKETS_PER_WORKER (and --threads) and restart."
+)
+
+
+def test_a_full_server_is_named_on_the_page_until_a_place_frees(
+    tmp_path, servers, visitor, taken_place
+):
+    server = servers(tmp_path / "data", args=ONE_WORKER, env={"DASHBOARD_SOCKETS_PER_WORKER": "1"})
+    create_user_with_cli(server.data_dir, ADMIN.username, ADMIN.password, "admin")
+    holder = taken_place(server)
+    me = visitor(server, signed_in=False)
+
+    with me.socket_refused(server.base_url, 503):
+        me.sign_in(ADMIN)  # lands on the feed, whose socket the server turns away
+        alert = me.alert("All live feeds of this server are in use")
+        expect(alert).to_have_text(FULL_MESSAGE, timeout=ARRIVAL_WAIT_MS)
+        expect(me.connection).to_have_text("Live feed refused")
+        expect(me.connection).to_have_attribute("data-state", "refused")
+        # It stays while the page keeps trying: the next attempt gets the same answer.
+        assert me.next_check()["reason"] == "full"
+        expect(alert).to_have_text(FULL_MESSAGE)
+        expect(me.offline_banner).to_be_hidden()
+
+        close_quietly(holder)  # a place frees up: the next attempt opens
+        expect(me.connection).to_have_text("Live", timeout=RECONNECT_WAIT_MS)
+    expect(me.refused_banner).to_be_hidden()
+    expect(me.offline_banner).to_be_hidden()
+    payload = callback()
+    post(server, payload)
+    expect(me.delivery_row(payload["messageId"])).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+    me.assert_clean()
+
+
+def test_a_refused_page_whose_session_ended_goes_to_the_login_page(
+    tmp_path, servers, visitor, taken_place
+):
+    server = servers(tmp_path / "data", args=ONE_WORKER, env={"DASHBOARD_SOCKETS_PER_WORKER": "1"})
+    create_user_with_cli(server.data_dir, ADMIN.username, ADMIN.password, "admin")
+    taken_place(server)
+    me = visitor(server, signed_in=False)
+
+    # Signed out, the handshake answers 401, which the page cannot see; the check can.
+    with me.socket_refused(server.base_url, 503, 401):
+        me.sign_in(ADMIN)
+        expect(me.alert("All live feeds of this server are in use")).to_be_visible(
+            timeout=ARRIVAL_WAIT_MS
+        )
+        # The page's next questions are answered 401, as the test expects.
+        for path in ("/api/status", f"/api/live/check?origin={quote(me.base_url, safe='')}"):
+            me.expected_statuses[me.url(path)] = 401
+        other_tab = me.context.new_page()
+        other_tab.goto(me.url("/account"))
+        other_tab.locator("details.account-menu > summary").click()
+        other_tab.get_by_role("button", name="Sign out", exact=True).click()
+        expect(other_tab).to_have_url(me.url("/login"))
+        expect(me.page).to_have_url(
+            re.compile(re.escape(me.url("/login?next="))), timeout=RECONNECT_WAIT_MS
+        )
+    me.expect_sent_to_login("/")
+    me.assert_clean()
+
+
+@pytest.fixture
+def tls_proxy(tmp_path):
+    """Starts a TLS proxy in front of a server, like Caddy or nginx; closed after the test."""
+    started: list[TlsProxy] = []
+
+    def start(server: Server) -> TlsProxy:
+        key, cert = write_self_signed_certificate(tmp_path)
+        proxy = TlsProxy(int(server.base_url.rsplit(":", 1)[1]), cert, key)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.close()
+
+
+def test_a_tls_proxy_the_dashboard_does_not_trust_is_explained_on_the_page(
+    tmp_path, servers, visitor, tls_proxy
+):
+    # The usual mistake: TLS ends at the proxy and DASHBOARD_TRUSTED_PROXIES is unset, so the
+    # page is at https:// while the dashboard believes its requests came over http.
+    server = servers(tmp_path / "data", args=ONE_WORKER)
+    create_user_with_cli(server.data_dir, ADMIN.username, ADMIN.password, "admin")
+    proxy = tls_proxy(server)
+    me = visitor(server, signed_in=False, base_url=proxy.base_url, ignore_https_errors=True)
+    me.page.clock.install()  # time runs as usual, and can be moved on without waiting
+
+    with me.socket_refused(proxy.base_url, 403):
+        me.sign_in(ADMIN)
+        alert = me.alert("DASHBOARD_TRUSTED_PROXIES")
+        expect(alert).to_have_text(
+            f"This page is at {proxy.base_url} but the dashboard sees its requests as "
+            f"http://127.0.0.1:{proxy.port}. Behind a reverse proxy, set "
+            "DASHBOARD_TRUSTED_PROXIES=1 (the number of proxies) and restart.",
+            timeout=ARRIVAL_WAIT_MS,
+        )
+        expect(me.connection).to_have_text("Live feed refused")
+        assert me.next_check()["reason"] == "origin"
+        expect(alert).to_be_visible()
+        # Past the moment a plain outage shows its offline alert: the reason stays, alone.
+        me.page.clock.run_for(OFFLINE_ALERT_MS + 1000)
+        expect(me.connection).to_have_text("Live feed refused")
+        expect(me.main.get_by_role("alert")).to_have_count(1)
+        expect(alert).to_be_visible()
     me.assert_clean()

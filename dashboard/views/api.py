@@ -7,9 +7,10 @@ from importlib import resources
 from flask import Blueprint, current_app, jsonify, request
 from flask_babel import gettext as _
 
-from .. import deliveries, search_params
+from .. import deliveries, live, search_params
 from ..errors import json_error
 from ..extensions import db
+from .live import refusal_message, socket_refusal
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -28,9 +29,7 @@ def list_deliveries():
     try:
         query = search_params.parse(request.args)
     except search_params.BadParameter as exc:
-        # The message alone may not say which parameter it is about; the prefix does.
-        message = f"{exc.name}: {_(exc.message, **exc.params)}"
-        return jsonify(error=message, parameter=exc.name), 400
+        return _bad_parameter(exc.name, _(exc.message, **exc.params))
     with db.reading() as transaction:
         page = deliveries.search(
             transaction, query.filters, query.limit, before=query.before, after=query.after
@@ -54,6 +53,31 @@ def delivery(delivery_id: int):
     return jsonify(
         {**deliveries.to_json(found), "payload": json.loads(found.raw), "related": related}
     )
+
+
+@bp.get("/live/check")
+def live_check():
+    """Whether the live socket of a page at ``origin`` would open now; if not, why, in words."""
+    # Whatever origin a caller claims, it learns only what a handshake from there would get;
+    # the value is checked first and only ever echoed in JSON, never in a page.
+    origin = live.plain_origin(request.args.get("origin"))
+    if origin is None:
+        return _bad_parameter(
+            "origin",
+            _(
+                "Send the page's origin, such as https://dashboard.example.com: http or "
+                "https, a host and an optional port, nothing more."
+            ),
+        )
+    refused = socket_refusal(origin)
+    if refused is None:
+        return jsonify(ok=True)
+    return jsonify(ok=False, reason=refused.reason, error=refusal_message(refused, origin))
+
+
+def _bad_parameter(name: str, message: str):
+    # The message alone may not say which parameter it is about; the prefix does.
+    return jsonify(error=f"{name}: {message}", parameter=name), 400
 
 
 @bp.get("/openapi.json")

@@ -1,17 +1,16 @@
 """The live feed's socket: catch-up after ``after``, then every new delivery."""
 
 import queue
-from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, request
 from flask_babel import gettext as _
 from flask_login import current_user
 from simple_websocket import ConnectionClosed
 
-from .. import deliveries
+from .. import deliveries, live
 from ..errors import json_error
 from ..extensions import db, hub, sock
-from ..live import event_frame
+from ..live import Refusal, event_frame
 
 bp = Blueprint("live", __name__)
 
@@ -24,12 +23,64 @@ IDLE_SECONDS = 5.0
 @bp.before_request
 def refuse_before_the_handshake():
     """Foreign origins and a full worker are refused before any upgrade (no 101)."""
-    origin = urlsplit(request.headers.get("Origin", ""))
-    if origin.netloc != request.host or origin.scheme != request.scheme:
-        return json_error(403, _("This socket only accepts pages of this site."))
-    if hub.count >= current_app.config["SOCKETS_PER_WORKER"]:
-        return json_error(503, _("Too many open live feeds on this server; retrying shortly."))
-    return None
+    origin = request.headers.get("Origin")
+    refused = socket_refusal(origin)
+    if refused is None:
+        return None
+    return json_error(refused.status, refusal_message(refused, origin))
+
+
+def served_origin() -> str:
+    """This request's origin as the app sees it, after any trusted proxy's X-Forwarded-*."""
+    return f"{request.scheme}://{request.host}".lower()
+
+
+def accepted_origins() -> set[str]:
+    """The origins of the pages whose sockets this server accepts."""
+    return {served_origin()}
+
+
+def socket_refusal(origin: str | None) -> Refusal | None:
+    """Why this process would refuse a socket from a page at ``origin`` now, or None."""
+    limit = current_app.config["SOCKETS_PER_WORKER"]
+    return live.refusal(origin, accepted_origins(), hub.count, limit)
+
+
+def refusal_message(refused: Refusal, origin: str | None) -> str:
+    """What stopped the socket and what to change, in the reader's language."""
+    if refused == live.FULL:
+        # TRANSLATORS: %(limit)d is how many live feeds one server process holds.
+        return _(
+            "All live feeds of this server are in use (%(limit)d per worker). Close other "
+            "tabs of the dashboard, or raise DASHBOARD_SOCKETS_PER_WORKER (and --threads) "
+            "and restart.",
+            limit=current_app.config["SOCKETS_PER_WORKER"],
+        )
+    page = live.plain_origin(origin)
+    if page is None:  # no Origin header, or "null": not a page of any site
+        return _("This socket only accepts pages of this site.")
+    # TRANSLATORS: %(page)s and %(seen)s are addresses such as https://dashboard.example.com.
+    where = _(
+        "This page is at %(page)s but the dashboard sees its requests as %(seen)s.",
+        page=page,
+        seen=served_origin(),
+    )
+    return f"{where} {_proxy_advice()}"
+
+
+def _proxy_advice() -> str:
+    # Most often a TLS proxy whose X-Forwarded-Proto is not trusted: the app sees http.
+    proxies = current_app.config["TRUSTED_PROXIES"]
+    if not proxies:
+        return _(
+            "Behind a reverse proxy, set DASHBOARD_TRUSTED_PROXIES=1 (the number of proxies) "
+            "and restart."
+        )
+    return _(
+        "DASHBOARD_TRUSTED_PROXIES is %(count)d: check that it is the number of proxies in "
+        "front and that they send X-Forwarded-Proto and X-Forwarded-Host.",
+        count=proxies,
+    )
 
 
 @sock.route("/ws/deliveries", bp=bp)
