@@ -11,6 +11,7 @@ from dashboard.extensions import db
 from .support import (
     POSTGRES_URL,
     Server,
+    drop_run_database,
     english_client,
     make_user,
     reset_postgres,
@@ -18,6 +19,11 @@ from .support import (
     start_server,
     stop_server,
 )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Drop the PostgreSQL database this run made, if any."""
+    drop_run_database()
 
 
 @pytest.fixture(autouse=True)

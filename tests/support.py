@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import MetaData, create_engine
+from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from dashboard import deliveries
@@ -46,7 +46,13 @@ STATUS = {
     "isGroup": False,
 }
 TOKEN = "test-token-0123456789abcdefABCDEF"
-POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# The server the PostgreSQL tests use; its database `test` is only where they connect to
+# create their own.
+POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+# Each test run works in a database of its own, so that runs side by side never drop each
+# other's tables; it is made on first use and dropped when the run ends.
+POSTGRES_DATABASE = f"zapi_dashboard_test_{os.getpid()}"
+POSTGRES_URL = f"{POSTGRES_SERVER}/{POSTGRES_DATABASE}"
 DEADLINE_SECONDS = 60
 
 
@@ -220,8 +226,9 @@ def store_all(payloads: list[dict]):
 
 
 def reset_postgres():
-    """Drop every table of the test database, or skip the test when no PostgreSQL answers."""
+    """Drop every table of this run's database, or skip the test when no PostgreSQL answers."""
     try:
+        _create_run_database()
         engine = create_engine(POSTGRES_URL)
         with engine.begin() as connection:
             # Every table, ours and Alembic's, so each test starts from an empty database.
@@ -229,8 +236,50 @@ def reset_postgres():
             existing.reflect(connection)
             existing.drop_all(connection)
     except (OperationalError, ImportError) as exc:
-        missing(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
+        missing(f"PostgreSQL is not reachable at {POSTGRES_SERVER}: {exc}")
     engine.dispose()
+
+
+def _maintenance_engine():
+    # CREATE and DROP DATABASE cannot run inside a transaction.
+    return create_engine(f"{POSTGRES_SERVER}/test", isolation_level="AUTOCOMMIT")
+
+
+def _create_run_database() -> None:
+    engine = _maintenance_engine()
+    try:
+        with engine.connect() as connection:
+            names = connection.scalars(text("SELECT datname FROM pg_database")).all()
+            for name in names:
+                # A run that was killed leaves its database behind; its process is gone.
+                pid = name.removeprefix("zapi_dashboard_test_")
+                if name != pid and pid.isdigit() and not _process_exists(int(pid)):
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if POSTGRES_DATABASE not in names:
+                connection.execute(text(f'CREATE DATABASE "{POSTGRES_DATABASE}"'))
+    finally:
+        engine.dispose()
+
+
+def drop_run_database() -> None:
+    """Drop this run's PostgreSQL database, if it made one."""
+    try:
+        engine = _maintenance_engine()
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{POSTGRES_DATABASE}" WITH (FORCE)'))
+        engine.dispose()
+    except (OperationalError, ImportError):
+        pass  # no PostgreSQL here: nothing was made
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
 
 
 def missing(reason: str) -> None:
