@@ -21,6 +21,8 @@ PUBLIC_ENDPOINTS = {
     "static",
     "webhooks.receive",
 }
+# These let in whom they choose themselves (/metrics: admins, or this machine).
+SELF_GUARDED_ENDPOINTS = {"metrics.scrape"}
 
 
 class SignedInUser(UserMixin):
@@ -118,6 +120,8 @@ def _load_token_user(request) -> SignedInUser | None:
 def _require_sign_in():
     # A URL that matches no route answers 404/405 as usual; it shows nothing private.
     if request.routing_exception is not None or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if request.endpoint in SELF_GUARDED_ENDPOINTS:
         return None
     if current_user.is_authenticated:
         return None

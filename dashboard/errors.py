@@ -7,7 +7,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 # Routes called by programs answer errors in JSON, whatever went wrong.
-JSON_SECTIONS = {"webhooks", "api", "healthz", "ws"}
+JSON_SECTIONS = {"webhooks", "api", "healthz", "ws", "metrics"}
 
 # What each error means to a person, in their language.
 EXPLANATIONS = {
@@ -37,7 +37,7 @@ def json_error(status: int, message: str) -> Response:
 
 
 def wants_json() -> bool:
-    """Whether the current route answers in JSON (webhook, API, health check)."""
+    """Whether the current route answers in JSON (webhook, API, health check, metrics)."""
     return request.path.split("/")[1] in JSON_SECTIONS
 
 

@@ -1,8 +1,9 @@
 """HTTP hardening: security headers, cookie flags, proxy trust and the plain-http warning."""
 
+import ipaddress
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, request
+from flask import Flask, Request, current_app, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -21,6 +22,9 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+# Headers a reverse proxy adds to name its client; on a request they reach untrusted, the
+# real client is unknown.
+FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 
 class PerRequestSecureSessions(SecureCookieSessionInterface):
@@ -43,6 +47,26 @@ def connection_is_private() -> bool:
     if request.is_secure:
         return True
     return (urlsplit(f"//{request.host}").hostname or "") in LOCAL_HOSTS
+
+
+def client_is_this_machine() -> bool:
+    """Whether the request comes from a loopback address, as the trusted proxies report it."""
+    # A proxy on this machine that is not trusted (or sends fewer X-Forwarded-For hops than
+    # DASHBOARD_TRUSTED_PROXIES counts) would make every visitor look local: its forwarding
+    # headers say somebody is behind it, and remote_addr is still the proxy's own.
+    if any(name in request.headers for name in FORWARDING_HEADERS) and not _proxies_named_client():
+        return False
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:  # a Unix socket, or no address at all
+        return False
+
+
+def _proxies_named_client() -> bool:
+    # As ProxyFix reads it: the client is the hop the outermost trusted proxy added.
+    proxies = current_app.config["TRUSTED_PROXIES"]
+    hops = [hop for hop in request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
+    return bool(proxies) and len(hops) >= proxies
 
 
 def init(app: Flask) -> None:

@@ -13,6 +13,7 @@ from . import (
     feed,
     health,
     live,
+    metrics,
     search,
     settings,
     users,
@@ -32,6 +33,7 @@ BLUEPRINTS = (
     settings.bp,
     api.bp,
     live.bp,
+    metrics.bp,
 )
 
 
