@@ -119,22 +119,23 @@ def count_database_error(component: str) -> None:
     _get().database_errors.labels(component).inc()
 
 
-def start_multiprocess(server=None) -> None:
+def start_multiprocess(server) -> None:
     """Give this server start a fresh private folder for its workers' figures (0700)."""
-    # A gunicorn on_starting hook: the master runs it before any worker forks. Always a new
+    # gunicorn's on_starting hook: the master runs it before any worker forks. Always a new
     # folder, so a restart never adds the figures of the previous run.
     os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="zapi-dashboard-metrics-")
 
 
 def forget_worker(server, worker) -> None:
     """Drop a dead worker's live figures (its open sockets), keeping its counts."""
+    # gunicorn's child_exit hook, run by the master for each worker that ended.
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
 
 
-def stop_multiprocess(server=None) -> None:
-    """Remove the folder of this server start's figures."""
+def stop_multiprocess(server) -> None:
+    """Remove the folder of this server start's figures (gunicorn's on_exit hook)."""
     folder = os.environ.pop(MULTIPROCESS_DIR, None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
@@ -150,11 +151,11 @@ def exposition(last_callback_age: float | None, free_bytes: int) -> tuple[bytes,
     from prometheus_client.core import GaugeMetricFamily
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    # Built here too, so even a worker that has counted nothing yet reports its zeros.
+    counted = _get().registry
     if os.environ.get(MULTIPROCESS_DIR):
         counted = CollectorRegistry()
         MultiProcessCollector(counted)
-    else:
-        counted = _get().registry
     age = GaugeMetricFamily(
         f"{PREFIX}_last_callback_age_seconds", "Seconds since the newest stored callback arrived."
     )

@@ -10,6 +10,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
+from . import metrics
 from .logs import protect
 
 # Sized for a 1-2 core VPS: one worker process (the master restarts it if it dies) keeps
@@ -111,6 +112,10 @@ def server_options(host: str, port: int, workers: int, threads: int) -> dict:
         "preload_app": True,
         "pre_fork": _freeze_loaded_objects,
         "post_fork": _forget_inherited_connections,
+        # Each start counts afresh in a folder of its own, which goes with the server.
+        "on_starting": metrics.start_multiprocess,
+        "child_exit": metrics.forget_worker,
+        "on_exit": metrics.stop_multiprocess,
     }
 
 
