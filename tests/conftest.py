@@ -5,20 +5,48 @@ from collections.abc import Iterator
 
 import pytest
 
+import dashboard.config
 from dashboard import create_app
 from dashboard.extensions import db
 
 from .support import (
     POSTGRES_URL,
+    SUITE_DATABASE,
     Server,
+    database_for,
     drop_run_database,
     english_client,
     make_user,
+    on_postgres,
     reset_postgres,
     sign_in,
     start_server,
     stop_server,
 )
+
+
+def pytest_addoption(parser):
+    """``--database=postgresql`` runs the suite on this machine's PostgreSQL."""
+    parser.addoption(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="where the apps and servers of the tests store their data (default: sqlite)",
+    )
+
+
+def pytest_configure(config):
+    """Remember the database of this run for the helpers in tests/support.py."""
+    SUITE_DATABASE["name"] = config.getoption("--database")
+
+
+def pytest_collection_modifyitems(config, items):
+    """On PostgreSQL, leave out the tests of what only SQLite has (its file, its locks)."""
+    if not on_postgres():
+        return
+    kept = [item for item in items if item.get_closest_marker("sqlite_only") is None]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -34,9 +62,26 @@ def clean_environment(monkeypatch):
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def suite_database(monkeypatch):
+    """On a PostgreSQL run, every app made in this process stores in its data dir's schema."""
+    if not on_postgres():
+        return
+    load = dashboard.config.load
+
+    def load_on_postgres(app, test_config):
+        settings = dict(test_config or {})
+        if "DATABASE_URL" not in settings and "DASHBOARD_DATABASE_URL" not in os.environ:
+            data_dir = settings.get("DATA_DIR") or os.environ.get("DASHBOARD_DATA_DIR")
+            settings["DATABASE_URL"] = database_for(data_dir or app.instance_path)
+        load(app, settings)
+
+    monkeypatch.setattr(dashboard.config, "load", load_on_postgres)
+
+
 @pytest.fixture
 def app(tmp_path):
-    """An app whose data dir (and SQLite file) is a fresh temporary folder."""
+    """An app whose data dir (and SQLite file, or schema) is a fresh temporary folder."""
     application = create_app({"TESTING": True, "DATA_DIR": str(tmp_path / "data")})
     yield application
     db.engine.dispose()

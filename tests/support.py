@@ -1,5 +1,7 @@
 """Payload examples and helpers shared by the tests."""
 
+import functools
+import hashlib
 import json
 import os
 import re
@@ -53,6 +55,10 @@ POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 # other's tables; it is made on first use and dropped when the run ends.
 POSTGRES_DATABASE = f"zapi_dashboard_test_{os.getpid()}"
 POSTGRES_URL = f"{POSTGRES_SERVER}/{POSTGRES_DATABASE}"
+# The database the whole suite runs on: "sqlite" (each data dir's own file, the default) or
+# "postgresql" (`pytest --database=postgresql`: each data dir gets a schema of its own in
+# this run's database, so tests stay as isolated as with one SQLite file each).
+SUITE_DATABASE = {"name": "sqlite"}
 DEADLINE_SECONDS = 60
 
 
@@ -117,14 +123,7 @@ def start_server(
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"{name}.log"
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
-    environment = {
-        **inherited,
-        "DASHBOARD_DATA_DIR": str(data_dir),
-        "DASHBOARD_WEBHOOK_TOKEN": TOKEN,
-        **(env or {}),
-    }
-    environment = {key: value for key, value in environment.items() if value is not None}
+    environment = child_env(data_dir, DASHBOARD_WEBHOOK_TOKEN=TOKEN, **(env or {}))
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             cli_command("serve", "--port", str(port), *extra),
@@ -199,11 +198,10 @@ def sign_in(client, username: str, password: str = PASSWORD, next_path: str | No
 
 def create_user_with_cli(data_dir: Path, username: str, password: str, role: str = "admin") -> str:
     """Add an account with `zapi-dashboard create-user --password-stdin`; return its output."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
     result = subprocess.run(
         cli_command("create-user", username, "--role", role, "--password-stdin"),
         input=password + "\n",
-        env={**inherited, "DASHBOARD_DATA_DIR": str(data_dir), "DASHBOARD_WEBHOOK_TOKEN": TOKEN},
+        env=child_env(data_dir, DASHBOARD_WEBHOOK_TOKEN=TOKEN),
         capture_output=True,
         text=True,
         timeout=60,
@@ -245,6 +243,7 @@ def _maintenance_engine():
     return create_engine(f"{POSTGRES_SERVER}/test", isolation_level="AUTOCOMMIT")
 
 
+@functools.cache
 def _create_run_database() -> None:
     engine = _maintenance_engine()
     try:
@@ -270,6 +269,42 @@ def drop_run_database() -> None:
         engine.dispose()
     except (OperationalError, ImportError):
         pass  # no PostgreSQL here: nothing was made
+
+
+def on_postgres() -> bool:
+    """Whether this run of the suite stores everything on PostgreSQL."""
+    return SUITE_DATABASE["name"] == "postgresql"
+
+
+def database_for(data_dir: Path | str) -> str | None:
+    """The DATABASE_URL of an app on ``data_dir`` in this run: None means its SQLite file."""
+    if not on_postgres():
+        return None
+    digest = hashlib.sha256(str(Path(data_dir).resolve()).encode()).hexdigest()[:20]
+    schema = f"data_{digest}"
+    _create_run_database()
+    engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        engine.dispose()
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+def child_env(data_dir: Path | str, **variables: str | None) -> dict[str, str]:
+    """The environment of a command working on ``data_dir``.
+
+    Only ``variables`` of the DASHBOARD_* kind are passed (a None value leaves one unset),
+    and on a PostgreSQL run the database that stands for ``data_dir``.
+    """
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
+    environment = {**inherited, "DASHBOARD_DATA_DIR": str(data_dir)}
+    url = database_for(data_dir)
+    if url:
+        environment["DASHBOARD_DATABASE_URL"] = url
+    environment.update(variables)
+    return {key: value for key, value in environment.items() if value is not None}
 
 
 def _process_exists(pid: int) -> bool:
