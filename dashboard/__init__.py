@@ -6,7 +6,7 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import auth, config, errors, i18n, logs, migrate, navigation, security, views
+from . import auth, config, disk, errors, i18n, logs, migrate, navigation, security, views
 from .config import ConfigError
 from .extensions import babel, csrf, db, sock, vault
 from .logs import database_reason
@@ -23,6 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     config.load(app, test_config)
     vault.init(app.config["SETTINGS_KEY"])
     _open_database(app)
+    disk.init(app, db.engine)
     for logger in (app.logger, logging.getLogger("werkzeug")):
         logs.protect(logger)
     security.init(app)
