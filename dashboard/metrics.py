@@ -33,8 +33,17 @@ class _Instruments:
     """The figures this process counts; built once, on first use."""
 
     def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Gauge,
+            Histogram,
+            disable_created_metrics,
+        )
 
+        # Without the *_created series, as in multiprocess mode, one process's scrape reads
+        # the same as a server's.
+        disable_created_metrics()
         # Not the library's global registry: ours holds only these, not its process collectors.
         self.registry = CollectorRegistry(auto_describe=True)
         self.callbacks = Counter(
@@ -141,11 +150,14 @@ def stop_multiprocess(server) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def exposition(last_callback_age: float | None, free_bytes: int) -> tuple[bytes, str]:
+def exposition(
+    last_callback_age: float | None, disk_free_bytes: int | None, disk_full: bool
+) -> tuple[bytes, str]:
     """The text of a scrape and its content type: every worker's figures and the current ones.
 
-    ``last_callback_age`` (seconds, None before the first callback) and ``free_bytes`` of
-    the data dir's disk are read at scrape time by the caller.
+    The caller reads at scrape time ``last_callback_age`` (seconds; None before the first
+    callback), and the database's disk: its free bytes (None when not local) and whether
+    it is too full to store callbacks.
     """
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
     from prometheus_client.core import GaugeMetricFamily
@@ -162,11 +174,17 @@ def exposition(last_callback_age: float | None, free_bytes: int) -> tuple[bytes,
     if last_callback_age is not None:
         age.add_metric([], last_callback_age)
     free = GaugeMetricFamily(
-        f"{PREFIX}_data_dir_free_bytes", "Free bytes on the disk of the data dir."
+        f"{PREFIX}_disk_free_bytes",
+        "Free bytes on the disk of the SQLite database (none on PostgreSQL).",
     )
-    free.add_metric([], free_bytes)
+    if disk_free_bytes is not None:
+        free.add_metric([], disk_free_bytes)
+    full = GaugeMetricFamily(
+        f"{PREFIX}_disk_full", "1 while the disk is too full to store callbacks, else 0."
+    )
+    full.add_metric([], int(disk_full))
     current = CollectorRegistry(auto_describe=False)
-    current.register(_Fixed([age, free]))
+    current.register(_Fixed([age, free, full]))
     return generate_latest(counted) + generate_latest(current), CONTENT_TYPE_LATEST
 
 

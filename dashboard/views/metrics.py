@@ -1,14 +1,13 @@
 """``/metrics``: the server's figures for Prometheus, for admins and for this machine."""
 
 import logging
-import shutil
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import deliveries, metrics
+from .. import deliveries, disk, metrics
 from ..errors import json_error
 from ..extensions import db
 from ..logs import database_reason
@@ -43,8 +42,9 @@ def admins_or_this_machine():
 
 @bp.get("/metrics")
 def scrape():
-    """Every worker's figures, with the last callback's age and the data dir's free space."""
-    body, content_type = metrics.exposition(_last_callback_age(), _free_bytes())
+    """Every worker's figures, with the last callback's age and the database's disk."""
+    found = disk.state()
+    body, content_type = metrics.exposition(_last_callback_age(), found.free_bytes, found.full)
     return body, 200, {"Content-Type": content_type, "Cache-Control": "no-store"}
 
 
@@ -58,7 +58,3 @@ def _last_callback_age() -> float | None:
         metrics.count_database_error("metrics")
         return None
     return None if last is None else (utcnow() - last).total_seconds()
-
-
-def _free_bytes() -> int:
-    return shutil.disk_usage(current_app.config["DATA_DIR"]).free
