@@ -6,7 +6,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from flask_babel import gettext as _
 
-from .. import deliveries, payloads
+from .. import deliveries, disk, payloads
 from ..errors import json_error
 from ..extensions import callback_writer, db
 from ..logs import database_reason
@@ -49,6 +49,8 @@ def receive(token: str):
     try:
         recorded = callback_writer.store(callback, current_app.config["WRITE_TIMEOUT_SECONDS"])
     except StorageUnavailable:
+        if disk.state().full:
+            return json_error(503, _(disk.FULL_MESSAGE))
         return json_error(503, _("The callback could not be stored right now; please retry."))
     return jsonify(id=recorded.id, duplicate=recorded.duplicate)
 
