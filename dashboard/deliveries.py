@@ -138,7 +138,7 @@ def to_json(delivery: Delivery) -> dict:
         "phone": delivery.phone,
         "messageId": delivery.message_id,
         "zaapId": delivery.zaap_id,
-        "momment": delivery.momment,
+        "momment": momment(delivery),
         "error": delivery.error,
         "errorCode": delivery.error_code,
         "status": delivery.status,
@@ -147,6 +147,13 @@ def to_json(delivery: Delivery) -> dict:
         "phoneDisplay": display(delivery.phone),
         "receiveCount": delivery.receive_count,
     }
+
+
+def momment(delivery: Delivery) -> int | None:
+    """Z-API's stamp of a stored callback in milliseconds, or None when it holds no integer."""
+    # SQLite keeps whatever a row written by hand put in the column, an infinity or text.
+    value = delivery.momment
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def newer_than(session: Session, after: int, limit: int) -> list[Delivery]:

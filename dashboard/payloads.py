@@ -1,7 +1,10 @@
-"""Turn a webhook body into a validated callback with its searchable fields; no I/O."""
+"""Validate webhook bodies into callbacks with their fields, and show stored ones safely; no I/O."""
 
 import hashlib
 import json
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +18,16 @@ MAX_ERROR_LENGTH = 4096
 # since 1973 is below this, and no seconds value before the year 5138 is above it.
 SECONDS_THRESHOLD = 100_000_000_000
 _JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+# Real Z-API callbacks nest two or three levels. Far deeper is no callback, and drawing it
+# again on every page and API answer would cost stack and megabytes.
+MAX_DEPTH = 32
+# Half of a UTF-16 pair with no other half: JSON's \uXXXX escapes can spell one, but no
+# UTF-8 text, page or strict JSON reader can hold it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_PLAIN_NAME = re.compile("[A-Za-z_][A-Za-z0-9_]*")
+# A field name longer than this is cut in the messages that point at it.
+_NAME_SHOWN = 40
+_NOT_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
 class InvalidCallback(ValueError):
@@ -62,7 +75,9 @@ def parse(body: bytes) -> Callback:
     """Validate a webhook body and extract its fields; raise InvalidCallback if unusable."""
     try:
         text = body.decode("utf-8")
-        payload = json.loads(text)
+        payload = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except InvalidCallback:
+        raise
     except UnicodeDecodeError as exc:
         raise InvalidCallback(
             N_("The body is not UTF-8 text; send JSON encoded as UTF-8.")
@@ -79,12 +94,13 @@ def parse(body: bytes) -> Callback:
             N_("The body is not valid JSON: %(problem)s."), problem=str(exc)
         ) from exc
     except RecursionError as exc:
-        raise InvalidCallback(N_("The body is not valid JSON: it is nested too deeply.")) from exc
+        raise _too_deep() from exc
     if not isinstance(payload, dict):
         raise InvalidCallback(
             N_("The body must be a JSON object, but it is a JSON %(kind)s."),
             kind=_JSON_KINDS.get(type(payload), "null"),
         )
+    _check_tree(payload)
     declared_type = payload.get("type")
     callback_type = _text(declared_type) if isinstance(declared_type, str) else None
     if not callback_type or not callback_type.strip():
@@ -147,9 +163,8 @@ def _text(value: Any, limit: int = MAX_FIELD_LENGTH) -> str | None:
         value = str(value)
     if not isinstance(value, str):
         return None
-    # Lone surrogates cannot be encoded and PostgreSQL refuses NUL; the raw body keeps both.
-    value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-    return value[:limit] or None
+    # PostgreSQL refuses NUL in text; the raw body keeps it.
+    return value.replace("\x00", "")[:limit] or None
 
 
 def _status_ids(value: Any) -> tuple[str, ...]:
@@ -157,3 +172,176 @@ def _status_ids(value: Any) -> tuple[str, ...]:
         return ()
     unique = dict.fromkeys(_text(item) for item in value)
     return tuple(item for item in unique if item)
+
+
+def _refuse_constant(name: str):
+    # json.loads reads these words as floats, but they are not JSON and no strict reader
+    # of our API could read them back.
+    raise InvalidCallback(
+        N_(
+            "The body holds %(constant)s, which is not a JSON number; send the number in "
+            "digits, or null when there is none."
+        ),
+        constant=name,
+    )
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if math.isinf(value):
+        raise InvalidCallback(
+            N_(
+                "The number %(number)s is too large to be read as a number; send it as a "
+                "string if it is an identifier."
+            ),
+            number=_cut(literal),
+        )
+    return value
+
+
+def _too_deep() -> InvalidCallback:
+    return InvalidCallback(
+        N_(
+            "The body nests objects and arrays more than %(limit)d levels deep; Z-API "
+            "callbacks use 2 or 3 levels, so send the callback as Z-API sends it."
+        ),
+        limit=MAX_DEPTH,
+    )
+
+
+def _check_tree(payload: dict) -> None:
+    # Walked with a stack of its own, so that no body can exhaust Python's.
+    pending: list[tuple[Any, tuple]] = [(payload, ())]
+    while pending:
+        value, path = pending.pop()
+        if isinstance(value, str):
+            _check_text(value, path, None)
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if len(path) >= MAX_DEPTH:
+            raise _too_deep()
+        if isinstance(value, list):
+            pending.extend((child, (*path, index)) for index, child in enumerate(value))
+            continue
+        for name, child in value.items():
+            _check_text(name, path, name)
+            pending.append((child, (*path, name)))
+
+
+def _check_text(text: str, path: tuple, name: str | None) -> None:
+    found = _LONE_SURROGATE.search(text)
+    if found is None:
+        return
+    code = _escape(found)
+    if name is None:
+        raise InvalidCallback(
+            N_(
+                "The text at %(where)s holds a lone surrogate (%(code)s), which is not a "
+                "character; send valid Unicode: UTF-8, with escaped surrogates only in "
+                "high-low pairs."
+            ),
+            where=_where(path),
+            code=code,
+        )
+    raise InvalidCallback(
+        N_(
+            "The field name %(name)s in %(where)s holds a lone surrogate (%(code)s), which is "
+            "not a character; send valid Unicode: UTF-8, with escaped surrogates only in "
+            "high-low pairs."
+        ),
+        name=_quoted(name),
+        where=_where(path),
+        code=code,
+    )
+
+
+def _where(path: tuple) -> str:
+    # A JSONPath such as $.ids[0] or $["odd name"], as a sender would look it up.
+    parts = ["$"]
+    for step in path:
+        if isinstance(step, int):
+            parts.append(f"[{step}]")
+        elif _PLAIN_NAME.fullmatch(step) and len(step) <= _NAME_SHOWN:
+            parts.append(f".{step}")
+        else:
+            parts.append(f"[{_quoted(step)}]")
+    return "".join(parts)
+
+
+def _quoted(name: str) -> str:
+    # ASCII escapes: the message itself must hold no lone surrogate.
+    return json.dumps(_cut(name))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _NAME_SHOWN else text[:_NAME_SHOWN] + "…"
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A stored body made safe to serve again, whatever an older version let in.
+
+    ``value`` is strict JSON for the API: a lone surrogate is written out as ``\\uXXXX``
+    text, NaN and the infinities as their names, and whatever is nested deeper than
+    MAX_DEPTH is replaced by a note. ``text`` is the same body indented for a page, each
+    lone surrogate shown as the escape that was sent. A stored text that is not a JSON
+    object is both, as it is.
+    """
+
+    value: Any
+    text: str
+    is_object: bool
+    too_deep: bool
+
+
+def shown(raw: str, too_deep_note: str) -> Shown:
+    """The stored body ``raw`` as every page and API answer can render it."""
+    try:
+        payload = json.loads(raw)
+    except (ValueError, RecursionError):
+        payload = None
+    if not isinstance(payload, dict):
+        return Shown(_escaped(raw), _escaped(raw), is_object=False, too_deep=False)
+    value, cut = _bounded(payload, too_deep_note, _escaped)
+    # Escaped after encoding, so that the page reads "\ud800" as sent, not "\\ud800".
+    tree, _ = _bounded(payload, too_deep_note, str)
+    text = _escaped(json.dumps(tree, indent=2, ensure_ascii=False))
+    return Shown(value, text, is_object=True, too_deep=cut)
+
+
+def _bounded(payload: Any, too_deep_note: str, text: Callable[[str], str]) -> tuple[Any, bool]:
+    # A copy built with a stack of its own, so that depth costs no recursion here or later;
+    # ``text`` rewrites every string, field names included.
+    cut = False
+    top: list[Any] = [None]
+    pending: list[tuple[Any, Any, Any, int]] = [(payload, top, 0, 1)]
+    while pending:
+        value, into, slot, depth = pending.pop()
+        if isinstance(value, dict | list) and depth > MAX_DEPTH:
+            into[slot], cut = too_deep_note, True
+        elif isinstance(value, dict):
+            into[slot] = copy = {}
+            for name, child in value.items():
+                name = text(name)
+                copy[name] = None  # keeps the sender's order of fields
+                pending.append((child, copy, name, depth + 1))
+        elif isinstance(value, list):
+            into[slot] = copy = [None] * len(value)
+            pending.extend((child, copy, index, depth + 1) for index, child in enumerate(value))
+        elif isinstance(value, str):
+            into[slot] = text(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            into[slot] = _NOT_FINITE.get(value, "NaN")
+        else:
+            into[slot] = value
+    return top[0], cut
+
+
+def _escaped(text: str) -> str:
+    # The escape the sender wrote, as visible text: shown, never decoded into a character.
+    return _LONE_SURROGATE.sub(_escape, text)
+
+
+def _escape(found: re.Match) -> str:
+    return f"\\u{ord(found.group()):04x}"

@@ -82,11 +82,9 @@ def test_numbers_are_kept_as_digits_and_objects_left_in_raw_only():
     assert callback.zaap_id is None
 
 
-def test_long_and_unencodable_strings_are_made_safe_for_the_columns():
-    callback = parse(b'{"type": "X", "phone": "\\ud800\\u0000' + b"9" * 400 + b'"}')
-    assert len(callback.phone) == 255
-    assert "\x00" not in callback.phone
-    callback.phone.encode("utf-8")
+def test_long_strings_and_nul_are_made_safe_for_the_columns():
+    callback = parse(b'{"type": "X", "phone": "\\u0000' + b"9" * 400 + b'"}')
+    assert callback.phone == "9" * 255
 
 
 @pytest.mark.parametrize(
@@ -102,10 +100,36 @@ def test_long_and_unencodable_strings_are_made_safe_for_the_columns():
         (b'{"type": ""}', 'no "type" field'),
         (b'{"type": 7}', 'no "type" field'),
         (b'{"type": "' + b"x" * 65 + b'"}', "longer than 64"),
-        (b"[" * 100_000, "not valid JSON"),
+        (b"[" * 100_000, "more than 32 levels deep"),
         (b'{"type": "X", "n": ' + b"9" * 5000 + b"}", "not valid JSON"),
+        (b'{"type": "X", "a": ' + b"[" * 32 + b"]" * 32 + b"}", "more than 32 levels deep"),
+        (b'{"type": "X", "a": ' + b"[" * 980 + b"]" * 980 + b"}", "more than 32 levels deep"),
+        (b'{"type": "X", "momment": NaN}', "holds NaN, which is not a JSON number"),
+        (b'{"type": "X", "a": [Infinity]}', "holds Infinity, which"),
+        (b'{"type": "X", "a": {"b": -Infinity}}', "holds -Infinity, which"),
+        (b'{"type": "X", "n": 1e999}', "number 1e999 is too large"),
+        (b'{"type": "X", "n": -' + b"9" * 400 + b".0}", r"number -9{39}… is too large"),
+        (
+            b'{"type":"DeliveryCallback","messageId":"x\\ud800"}',
+            r"text at \$\.messageId holds a lone surrogate \(\\ud800\)",
+        ),
+        (
+            b'{"type": "X", "ids": ["a", "\\udfff"]}',
+            r"text at \$\.ids\[1\] holds a lone surrogate \(\\udfff\)",
+        ),
+        (
+            b'{"type": "X", "a b": {"\\udc00x": 1}}',
+            r'field name "\\udc00x" in \$\["a b"\] holds a lone surrogate \(\\udc00\)',
+        ),
+        (b'{"type": "\\ud83d"}', r"text at \$\.type holds a lone surrogate"),
     ],
 )
 def test_unusable_bodies_are_refused_with_a_reason(raw, message):
     with pytest.raises(InvalidCallback, match=message):
         parse(raw)
+
+
+def test_a_body_as_deep_as_the_limit_and_paired_surrogates_are_accepted():
+    deep = b'{"type": "X", "a": ' + b"[" * 31 + b"]" * 31 + b', "e": "\\ud83d\\ude00"}'
+    callback = parse(deep)
+    assert json.loads(callback.raw)["e"] == "\U0001f600"

@@ -1,6 +1,5 @@
 """JSON for scripts and the pages' own JavaScript."""
 
-import json
 from functools import cache
 from importlib import resources
 
@@ -11,6 +10,7 @@ from .. import deliveries, live, search_params
 from ..errors import json_error
 from ..extensions import db
 from .live import refusal_message, socket_refusal
+from .search import shown_body
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -50,9 +50,8 @@ def delivery(delivery_id: int):
         if found is None:
             return json_error(404, _("No callback has the id %(id)d.", id=delivery_id))
         related = [other.id for other in deliveries.related(transaction, found)]
-    return jsonify(
-        {**deliveries.to_json(found), "payload": json.loads(found.raw), "related": related}
-    )
+    payload = shown_body(found.raw).value
+    return jsonify({**deliveries.to_json(found), "payload": payload, "related": related})
 
 
 @bp.get("/live/check")

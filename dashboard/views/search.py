@@ -1,13 +1,12 @@
 """Search past callbacks by phone and filters, and one callback's detail page."""
 
-import json
 from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, abort, render_template, request
 from flask_babel import format_decimal, format_timedelta
 from flask_babel import gettext as _
 
-from .. import deliveries
+from .. import deliveries, payloads
 from ..extensions import db
 from ..search_params import BadParameter, parse
 
@@ -28,6 +27,8 @@ TYPES = (
 FILTER_NAMES = ("phone", "type", "failed", "instance", "since", "until")
 # Below this a lag reads best in seconds with a decimal ("1.2 s later").
 SECONDS_SHOWN_EXACTLY = 60
+# A body of 64 KiB, indented, stays well below this; a page past it only gets slow.
+BODY_SHOWN_CHARACTERS = 200_000
 
 
 @bp.get("/search")
@@ -76,12 +77,17 @@ def detail(delivery_id: int):
         if delivery is None:
             abort(404)
         others = deliveries.related(transaction, delivery)
-    stamped = _stamped_at(delivery.momment)
+    stamped = _stamped_at(deliveries.momment(delivery))
+    body = shown_body(delivery.raw)
     return render_template(
         "delivery.html",
         delivery=delivery,
         related=others,
-        raw=_pretty(delivery.raw),
+        body=body,
+        raw=body.text[:BODY_SHOWN_CHARACTERS],
+        raw_cut=len(body.text) > BODY_SHOWN_CHARACTERS,
+        raw_limit=BODY_SHOWN_CHARACTERS,
+        max_depth=payloads.MAX_DEPTH,
         stamped_at=stamped,
         lag=_lag_words(delivery.received_at - stamped) if stamped else None,
     )
@@ -91,12 +97,10 @@ def _types(current: str | None) -> list[str]:
     return [*TYPES, current] if current and current not in TYPES else list(TYPES)
 
 
-def _pretty(raw: str) -> str:
-    # Bodies were JSON when stored; should one ever not parse, its text is still worth seeing.
-    try:
-        return json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
-    except ValueError:
-        return raw
+def shown_body(raw: str) -> payloads.Shown:
+    """A stored body as the detail page and the API show it, its depth note translated."""
+    note = _("(nested more than %(limit)d levels deep: not shown)", limit=payloads.MAX_DEPTH)
+    return payloads.shown(raw, note)
 
 
 def _stamped_at(momment: int | None) -> datetime | None:
