@@ -1,7 +1,9 @@
-"""Plumbing shared by the benchmarks: ports, environment, stopping servers, the main loop."""
+"""Plumbing shared by the benchmarks: servers, live feed clients, paced webhooks, figures."""
 
 import argparse
 import contextlib
+import json
+import math
 import os
 import re
 import shutil
@@ -10,12 +12,20 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+
+try:
+    import websocket  # the websocket-client package
+except ImportError:  # reported as a benchmark failure, with the fix
+    websocket = None
 
 # gunicorn's graceful_timeout is 20 s; idle workers leave far sooner than that.
 STOP_DEADLINE_S = 30.0
@@ -25,6 +35,26 @@ START_DEADLINE_S = 60.0
 REQUEST_TIMEOUT_S = 40.0
 ADMIN = "bench-admin"
 CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+SEED_CALLBACK = {
+    "phone": "554499999999",
+    "zaapId": "A20DA9C0183A2D35A260F53F5D2B9244",
+    "messageId": "A20DA9C0183A2D35A260F53F5D2B9244",
+    "type": "DeliveryCallback",
+    "instanceId": "instance.id",
+}
+
+
+CONNECT_DEADLINE_S = 60.0
+# After the last POST has its answer, every socket must have every delivery by then.
+DELIVERY_DEADLINE_S = 30.0
+POLL_INTERVAL_S = 0.05
+# Above this (% of one core) other processes' CPU use during the load is pointed out.
+BUSY_MACHINE_PERCENT = 10.0
+# Threads that send the paced POSTs: enough that a slow answer never delays the next one.
+POST_THREADS = 16
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(Exception):
@@ -202,6 +232,288 @@ def sign_in(base_url: str, password: str, username: str = ADMIN) -> requests.Ses
     if answer.status_code not in (302, 303):
         raise BenchError(f"signing in failed: POST /login gave {answer.status_code}")
     return session
+
+
+# --- the machine's CPU ----------------------------------------------------------------
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time used so far by ``pids`` (all their threads), in seconds."""
+    ticks = 0
+    for pid in pids:
+        fields = stat_fields(pid)
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / CLOCK_TICKS
+
+
+@dataclass(frozen=True)
+class CpuShares:
+    """Who used the machine's CPUs over a window, each in % of one core."""
+
+    server: float
+    benchmark: float
+    others: float  # every other process on the machine, and the kernel
+    steal: float  # time the hypervisor gave to other machines
+
+    def report(self, servers: str = "server") -> str:
+        """The shares as the reports print them, with a warning when others were busy."""
+        text = (
+            f"CPU during the load, % of one core ({os.cpu_count()} on this machine): {servers} "
+            f"{self.server:.0f}, this benchmark {self.benchmark:.0f}, other processes "
+            f"{self.others:.0f}, steal {self.steal:.0f}"
+        )
+        if self.others + self.steal > BUSY_MACHINE_PERCENT:
+            text += (
+                "\n  the machine was busy with other work during the load: the latencies above\n"
+                "  include waiting for a CPU; run again on a quiet machine to compare."
+            )
+        return text
+
+
+class CpuWatch:
+    """Splits the machine's CPU time over a window between the server, us and the rest."""
+
+    def __init__(self, server_pids: list[int]) -> None:
+        self._pids = server_pids
+        self._start = self._sample()
+
+    def _sample(self) -> tuple[float, float, float, float, float]:
+        # /proc/stat's first line: user nice system idle iowait irq softirq steal (ticks).
+        ticks = [int(value) for value in Path("/proc/stat").read_text().split()[1:9]]
+        busy = sum(ticks[0:3]) + sum(ticks[5:7])
+        return (
+            time.monotonic(),
+            busy / CLOCK_TICKS,
+            ticks[7] / CLOCK_TICKS,
+            cpu_seconds(self._pids),
+            cpu_seconds([os.getpid()]),
+        )
+
+    def shares(self) -> CpuShares:
+        """The shares since this watch was made."""
+        end = self._sample()
+        elapsed, busy, steal, server, benchmark = (
+            b - a for a, b in zip(self._start, end, strict=True)
+        )
+
+        def percent(seconds: float) -> float:
+            return 100.0 * seconds / elapsed
+
+        return CpuShares(
+            server=percent(server),
+            benchmark=percent(benchmark),
+            others=percent(max(0.0, busy - server - benchmark)),
+            steal=percent(steal),
+        )
+
+
+# --- the live feed clients ------------------------------------------------------------
+
+
+class FeedClient:
+    """One websocket on /ws/deliveries, read by its own thread that times every delivery."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.port: int = ws.sock.getsockname()[1]
+        self.received: dict[str, float] = {}  # messageId -> time.perf_counter() at receipt
+        self.duplicates = 0
+        self.other_events: Counter[str] = Counter()
+        self.caught_up = threading.Event()
+        self.error: str | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._read, name=f"feed-{self.port}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                frame = self.ws.recv()
+                now = time.perf_counter()
+                if not frame:
+                    self.error = "closed by the server"
+                    return
+                message = json.loads(frame)
+                event = message.get("event")
+                if event == "delivery":
+                    message_id = message["data"]["messageId"]
+                    if message_id in self.received:
+                        self.duplicates += 1
+                    else:
+                        self.received[message_id] = now
+                elif event == "caught-up":
+                    self.caught_up.set()
+                else:
+                    self.other_events[str(event)] += 1
+        except Exception as exc:
+            if not self._stopping:
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    def stop(self) -> None:
+        """Close the socket and wait for the reading thread to end."""
+        self._stopping = True
+        self.ws.abort()  # wakes the thread blocked in recv()
+        self._thread.join(timeout=5)
+        self.ws.shutdown()
+
+
+@contextlib.contextmanager
+def open_feeds(
+    server: Server, session: requests.Session, count: int
+) -> Iterator[tuple[list[FeedClient], int]]:
+    """Open ``count`` signed-in sockets, wait until each is caught up; yield them and 503s."""
+    cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
+    # after=0 on an empty database: the server subscribes the socket, then sends a
+    # caught-up event, which tells us the socket will get every later row.
+    url = f"ws://127.0.0.1:{server.port}/ws/deliveries?after=0"
+    clients: list[FeedClient] = []
+    refused = 0
+    deadline = time.monotonic() + CONNECT_DEADLINE_S
+    try:
+        while len(clients) < count:
+            try:
+                ws = websocket.create_connection(
+                    url,
+                    timeout=10,
+                    cookie=cookie,
+                    origin=server.base_url,
+                    skip_utf8_validation=True,
+                    enable_multithread=True,
+                )
+            except websocket.WebSocketBadStatusException as exc:
+                # A worker with SOCKETS_PER_WORKER sockets answers 503; the page retries,
+                # and so do we: the next connection may reach another worker.
+                if exc.status_code != 503 or time.monotonic() > deadline:
+                    raise BenchError(f"socket {len(clients) + 1} was refused: {exc}") from None
+                refused += 1
+                time.sleep(POLL_INTERVAL_S)
+                continue
+            except OSError as exc:
+                raise BenchError(f"socket {len(clients) + 1} could not connect: {exc}") from None
+            ws.settimeout(None)
+            clients.append(FeedClient(ws))
+        for client in clients:
+            if not client.caught_up.wait(max(0.0, deadline - time.monotonic())):
+                raise BenchError(f"a socket never caught up ({client.error or 'no event'})")
+        yield clients, refused
+    finally:
+        for client in clients:
+            client.stop()
+
+
+# --- the webhook load -----------------------------------------------------------------
+
+
+@dataclass
+class Post:
+    """One webhook POST: when it was due, sent and answered (perf_counter), and its outcome."""
+
+    message_id: str
+    body: str
+    due: float = 0.0
+    sent: float = 0.0
+    answered: float = 0.0
+    status: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the webhook answered 200 (the callback is committed)."""
+        return self.status == 200
+
+
+class Poster:
+    """Sends POSTs to the webhook, one keep-alive connection per sending thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+
+    def send(self, post: Post) -> None:
+        """POST ``post.body`` and note the times and the outcome on ``post``."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            self._sessions.append(session)
+        post.sent = time.perf_counter()
+        try:
+            response = session.post(
+                self.url,
+                data=post.body,
+                headers={"Content-Type": "application/json"},
+                timeout=REQUEST_TIMEOUT_S,
+            )
+            post.status = response.status_code
+        except requests.RequestException as exc:
+            post.error = f"{type(exc).__name__}: {exc}"
+        post.answered = time.perf_counter()
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        for session in self._sessions:
+            session.close()
+
+
+def make_posts(prefix: str, count: int) -> list[Post]:
+    """``count`` delivery callbacks, each with a unique messageId/zaapId."""
+    posts = []
+    for index in range(count):
+        message_id = f"{prefix}{index:06d}"
+        body = json.dumps({**SEED_CALLBACK, "messageId": message_id, "zaapId": message_id})
+        posts.append(Post(message_id, body))
+    return posts
+
+
+def paced_posts(poster: Poster, posts: list[Post], rate: float) -> None:
+    """Send ``posts`` at ``rate`` per second: post i at t0 + i/rate, each from a pool thread."""
+    with ThreadPoolExecutor(POST_THREADS, thread_name_prefix="poster") as pool:
+        start = time.perf_counter() + 0.01
+        futures = []
+        for index, post in enumerate(posts):
+            post.due = start + index / rate
+            delay = post.due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(pool.submit(poster.send, post))
+        for future in futures:
+            future.result()
+
+
+def wait_for_deliveries(clients: list[FeedClient], message_ids: list[str]) -> bool:
+    """Wait until every client has every id, or the deadline passes; return whether it did."""
+    deadline = time.monotonic() + DELIVERY_DEADLINE_S
+    while time.monotonic() < deadline:
+        if all(all(m in client.received for m in message_ids) for client in clients):
+            return True
+        time.sleep(POLL_INTERVAL_S)
+    return False
+
+
+# --- figures --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spread:
+    """p50, p95, p99 and max of a set of durations, in ms, and how many there were."""
+
+    p50: float
+    p95: float
+    p99: float
+    max: float
+    count: int
+
+    @classmethod
+    def of(cls, values_ms: list[float]) -> "Spread":
+        """Nearest-rank percentiles of ``values_ms``."""
+        if not values_ms:
+            return cls(math.nan, math.nan, math.nan, math.nan, 0)
+        ordered = sorted(values_ms)
+
+        def rank(p: float) -> float:
+            return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+        return cls(rank(50), rank(95), rank(99), ordered[-1], len(ordered))
 
 
 def _exit_on_sigterm(signum, frame) -> None:

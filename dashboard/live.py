@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import accounts, deliveries
+from . import accounts, deliveries, metrics
 from .database import Database
 from .logs import database_reason
 
@@ -156,6 +156,7 @@ class Hub:
                 with self._db.reading() as session:
                     self._cursor = Cursor(deliveries.newest_id(session))
             self._subscribers.add(subscriber)
+            metrics.set_live_sockets(len(self._subscribers))
             if self._owner_pid != os.getpid():
                 # Threads do not survive fork: each worker starts its own poller.
                 self._owner_pid = os.getpid()
@@ -167,6 +168,7 @@ class Hub:
         """Forget a socket that closed; the last one stops the polling."""
         with self._lock:
             self._subscribers.discard(subscriber)
+            metrics.set_live_sockets(len(self._subscribers))
             if not self._subscribers:
                 self._cursor = None
 
@@ -207,6 +209,7 @@ class Hub:
                     next_read = now + FALLBACK_READ_SECONDS
             except SQLAlchemyError as exc:
                 log.warning("Live feed could not read the database: %s", database_reason(exc))
+                metrics.count_database_error("live")
                 time.sleep(1)
 
     def _close_ended_sessions(self) -> None:

@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 
 from sqlalchemy.orm import Session
 
-from . import deliveries
+from . import deliveries, metrics
 from .deliveries import Recorded
 from .logs import database_reason
 from .payloads import Callback
@@ -94,6 +94,7 @@ class BatchWriter:
                     batch.append(pending.get_nowait())
                 except queue.Empty:
                     break
+            metrics.observe_batch(len(batch))
             if not self._commit(batch) and len(batch) > 1:
                 # One bad callback must not fail the others: retry them one by one.
                 for item in batch:
@@ -105,6 +106,7 @@ class BatchWriter:
                 results = deliveries.record(session, [pending.callback for pending in batch])
         except Exception as exc:
             log.error("Could not store %d callback(s): %s", len(batch), database_reason(exc))
+            metrics.count_database_error("writer")
             if len(batch) == 1:
                 batch[0].finish(error=exc)
             return False

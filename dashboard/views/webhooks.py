@@ -6,7 +6,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from flask_babel import gettext as _
 
-from .. import deliveries, disk, payloads
+from .. import deliveries, disk, metrics, payloads
 from ..errors import json_error
 from ..extensions import callback_writer, db
 from ..logs import database_reason
@@ -17,10 +17,12 @@ log = logging.getLogger(__name__)
 
 
 @bp.post("/webhooks/<token>", provide_automatic_options=False)
+@metrics.timed_webhook
 def receive(token: str):
     """Store one callback and answer only once it is committed."""
     expected = current_app.config["WEBHOOK_TOKEN"].encode()
     if not hmac.compare_digest(token.encode(), expected):
+        metrics.count_rejection(404)
         return json_error(404, _("Not found."))
 
     limit = current_app.config["MAX_WEBHOOK_BODY"]
@@ -49,14 +51,17 @@ def receive(token: str):
     try:
         recorded = callback_writer.store(callback, current_app.config["WRITE_TIMEOUT_SECONDS"])
     except StorageUnavailable:
+        metrics.count_callback(callback.type, "unavailable")
         if disk.state().full:
             return json_error(503, _(disk.FULL_MESSAGE))
         return json_error(503, _("The callback could not be stored right now; please retry."))
+    metrics.count_callback(callback.type, "duplicate" if recorded.duplicate else "stored")
     return jsonify(id=recorded.id, duplicate=recorded.duplicate)
 
 
 def _reject(status: int, reason: str, body: bytes):
     """Answer ``status`` and keep the request in the rejected-requests log."""
+    metrics.count_rejection(status)
     try:
         with db.writing() as session:
             deliveries.record_rejection(session, status, reason, request.content_type, body)
