@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 import dashboard.config
 from dashboard import create_app
@@ -23,6 +24,11 @@ from .support import (
     start_server,
     stop_server,
 )
+
+# On a loaded machine one example can take longer than Hypothesis's default deadline of
+# 200 ms; that says nothing of the code under test, so no example has a deadline.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 def pytest_addoption(parser):

@@ -123,7 +123,7 @@ def start_server(
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"{name}.log"
-    environment = child_env(data_dir, DASHBOARD_WEBHOOK_TOKEN=TOKEN, **(env or {}))
+    environment = child_env(data_dir, **{"DASHBOARD_WEBHOOK_TOKEN": TOKEN, **(env or {})})
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             cli_command("serve", "--port", str(port), *extra),
@@ -290,6 +290,21 @@ def database_for(data_dir: Path | str) -> str | None:
     finally:
         engine.dispose()
     return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+def database_url(data_dir: Path | str) -> str:
+    """The database that an app or server on ``data_dir`` uses in this run."""
+    return database_for(data_dir) or f"sqlite:///{Path(data_dir) / 'dashboard.sqlite3'}"
+
+
+def query(data_dir: Path | str, sql: str, **params) -> list[tuple]:
+    """The rows of ``sql`` (named ``:params``) on the database of ``data_dir``."""
+    engine = create_engine(database_url(data_dir))
+    try:
+        with engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), params)]
+    finally:
+        engine.dispose()
 
 
 def child_env(data_dir: Path | str, **variables: str | None) -> dict[str, str]:

@@ -77,6 +77,7 @@ def test_new_token_is_shown_once_and_opens_the_api(app, admin_client):
     assert anonymous.get("/api/deliveries").status_code == 401
 
 
+@pytest.mark.sqlite_only
 def test_token_is_stored_only_as_its_hash(app, admin_client):
     secret = secret_of(create_on_page(admin_client))
     (token,) = tokens_of("ana")

@@ -34,6 +34,9 @@ from .support import (
     wait_until,
 )
 
+# Backups are of the SQLite file; on PostgreSQL its own tools do it (one test here says so).
+pytestmark = pytest.mark.sqlite_only
+
 SECRETS = ("secret_key", "webhook_token", "settings_key")
 # The first server reads its token from the data dir, as a real one does: the restored
 # server can then only know it from the backup.

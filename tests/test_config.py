@@ -33,6 +33,7 @@ def test_secrets_are_generated_once_with_mode_0600_and_reused(tmp_path):
     assert len(first.config["WEBHOOK_TOKEN"]) >= 22
 
 
+@pytest.mark.sqlite_only
 def test_environment_variables_configure_the_app(tmp_path, monkeypatch):
     token = "1234567890123456789012345"  # digits only: must stay a string
     monkeypatch.setenv("DASHBOARD_WEBHOOK_TOKEN", token)

@@ -13,7 +13,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import ssl
 import subprocess
 import threading
@@ -39,6 +38,7 @@ from .support import (
     create_user_with_cli,
     csrf_token,
     free_port,
+    query,
     start_server,
     stop_server,
     wait_until,
@@ -672,9 +672,7 @@ def test_a_webhook_is_stored_and_too_big_a_body_stops_at_the_proxy(deployment):
 
 def login_attempts(deployment: Deployment) -> list[tuple[str, str]]:
     """(address, username) of every sign-in attempt the server counts."""
-    database = deployment.server.data_dir / "dashboard.sqlite3"
-    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
-        return connection.execute("SELECT address, username FROM login_attempts").fetchall()
+    return query(deployment.server.data_dir, "SELECT address, username FROM login_attempts")
 
 
 def test_throttling_counts_the_clients_address(deployment):

@@ -25,7 +25,8 @@ START_DEADLINE_SECONDS = 120
 WEBHOOK_LINE = re.compile(r"Z-API webhook URL \(keep it secret\): (\S+)")
 SETUP_LINE = re.compile(r"Create the first admin \(link valid 24 h, once\): (\S+)")
 
-pytestmark = pytest.mark.server
+# A newcomer's first run is on the embedded SQLite default.
+pytestmark = [pytest.mark.server, pytest.mark.sqlite_only]
 
 
 def run(command: list[str], cwd: Path, env: dict | None = None) -> None:

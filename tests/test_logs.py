@@ -1,12 +1,77 @@
+import base64
+import json
 import logging
+import re
+from urllib.parse import quote
 
-from dashboard.logs import protect, redact
+import pytest
+
+from dashboard.logs import keep_secret, protect, scrub
+
+# A secret with the characters each encoding changes.
+SECRET = 'k3y/with+odd"chars\\and=more_Z9'
+
+
+def encodings(secret: str) -> list[str]:
+    """``secret`` as an answer or a log line may carry it."""
+    url = quote(secret, safe="")
+    return [
+        secret,
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+        "".join(f"\\u{ord(character):04X}" for character in secret),
+        url,
+        re.sub("%[0-9A-F]{2}", lambda escape: escape[0].lower(), url),
+        "".join(f"%{byte:02x}" for byte in secret.encode()),
+        base64.b64encode(secret.encode()).decode(),
+        base64.urlsafe_b64encode(f"https://h/webhooks/{secret}".encode()).decode(),
+    ]
 
 
 def test_redact_hides_the_token_in_paths_and_request_lines():
     line = '"POST /webhooks/abcDEF123_-xyz?x=1 HTTP/1.1" 200'
-    assert redact(line) == '"POST /webhooks/<token>?x=1 HTTP/1.1" 200'
-    assert redact("no token here") == "no token here"
+    assert scrub(line) == '"POST /webhooks/<token>?x=1 HTTP/1.1" 200'
+    assert scrub("no token here") == "no token here"
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        "https:\\/\\/host\\/webhooks\\/abcDEF123_-xyz\\/x",
+        "https%3A%2F%2Fhost%2Fwebhooks%2FabcDEF123_-xyz%2Fx",
+        "https%3a%2f%2fhost%2fwebhooks%2fabcDEF123_-xyz",
+    ],
+)
+def test_escaped_webhook_paths_are_redacted_too(echo):
+    assert "abcDEF123" not in scrub(echo)
+    assert "<token>" in scrub(echo)
+
+
+@pytest.mark.parametrize("form", encodings(SECRET))
+def test_a_known_secret_is_scrubbed_in_every_encoding(form):
+    keep_secret(SECRET)
+    scrubbed = scrub(f"Z-API said: value {form} is invalid")
+    assert all(each not in scrubbed for each in encodings(SECRET)), scrubbed
+    assert scrubbed.startswith("Z-API said: value ")
+
+
+def test_secrets_given_for_one_call_and_api_tokens_are_scrubbed():
+    assert scrub("Client-Token ABCDEFGH12345678 not allowed", "ABCDEFGH12345678") == (
+        "Client-Token <secret> not allowed"
+    )
+    assert "zd_" not in scrub("Bearer zd_" + "x" * 43)
+    assert scrub("short", "abc") == "short"  # too short to be one of our secrets
+
+
+def test_a_traceback_is_scrubbed_before_any_handler_formats_it(caplog):
+    keep_secret(SECRET)
+    logger = logging.getLogger("test.redaction.exc")
+    protect(logger)
+    try:
+        raise RuntimeError(f"failed with {quote(SECRET, safe='')}")
+    except RuntimeError:
+        logger.exception("boom")
+    assert caplog.records and "RuntimeError" in caplog.text
+    assert all(form not in caplog.text for form in encodings(SECRET))
 
 
 def test_protected_logger_never_emits_the_token(caplog):
@@ -26,6 +91,7 @@ def test_werkzeug_request_log_is_redacted(app, webhook_path, caplog):
     assert app.config["WEBHOOK_TOKEN"] not in caplog.text
 
 
+@pytest.mark.sqlite_only
 def test_database_reason_keeps_the_values_out(app):
     import pytest
     from sqlalchemy import text

@@ -1,20 +1,18 @@
 """Against a real `zapi-dashboard serve` (gunicorn, two workers) in a subprocess."""
 
 import json
-import sqlite3
 import threading
 
 import pytest
 import requests
 
-from .support import FAILED, SEED, TOKEN
+from .support import FAILED, SEED, TOKEN, query
 
 pytestmark = pytest.mark.server
 
 
-def rows(server, where="1=1", params=()):
-    with sqlite3.connect(server.data_dir / "dashboard.sqlite3") as connection:
-        return connection.execute(f"SELECT * FROM deliveries WHERE {where}", params).fetchall()
+def rows(server, where="1=1", **params):
+    return query(server.data_dir, f"SELECT * FROM deliveries WHERE {where}", **params)
 
 
 ENGLISH = {"Accept-Language": "en"}
@@ -29,13 +27,13 @@ def test_seed_payload_is_committed_before_the_answer(server):
     assert response.status_code == 200
     body = response.json()
     assert body["duplicate"] is False
-    stored = rows(server, "id = ?", (body["id"],))
+    stored = rows(server, "id = :id", id=body["id"])
     assert len(stored) == 1
 
 
 def test_failed_send_keeps_its_error_text(server):
     response = post(server.webhook_url, {**FAILED, "messageId": "failed-1"})
-    (row,) = rows(server, "id = ?", (response.json()["id"],))
+    (row,) = rows(server, "id = :id", id=response.json()["id"])
     assert "Phone number does not exist" in row
 
 
@@ -44,7 +42,7 @@ def test_a_repeat_is_not_stored_twice(server):
     first = post(server.webhook_url, payload).json()
     again = post(server.webhook_url, payload).json()
     assert again == {"id": first["id"], "duplicate": True}
-    assert len(rows(server, "message_id = ?", ("repeat-1",))) == 1
+    assert len(rows(server, "message_id = :id", id="repeat-1")) == 1
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@ import json
 import threading
 from contextlib import ExitStack
 
+import pytest
 from sqlalchemy import func, select, text
 
 from dashboard import create_app, deliveries
@@ -10,6 +11,9 @@ from dashboard.models import Delivery
 from dashboard.payloads import parse
 
 from .support import SEED
+
+# Pragmas, locks and transactions of SQLite itself.
+pytestmark = pytest.mark.sqlite_only
 
 THREADS = 50
 

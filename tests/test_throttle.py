@@ -8,6 +8,7 @@ from .support import (
     PASSWORD,
     create_user_with_cli,
     csrf_token,
+    database_url,
     make_user,
     sign_in,
     start_server,
@@ -70,7 +71,7 @@ def test_throttling_holds_across_workers_and_instances(tmp_path):
     data_dir = tmp_path / "first"
     # Two instances on one database, each with two gunicorn workers; each instance has a
     # data dir of its own (one data dir serves one server), the second the first's database.
-    database = {"DASHBOARD_DATABASE_URL": f"sqlite:///{data_dir / 'dashboard.sqlite3'}"}
+    database = {"DASHBOARD_DATABASE_URL": database_url(data_dir)}
     first = start_server(data_dir, "--workers", "2", "--threads", "4", name="first")
     try:
         second = start_server(

@@ -2,6 +2,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from dashboard.extensions import db
@@ -134,6 +135,7 @@ def test_other_methods_are_405_with_allow_header(client, webhook_path):
         assert "POST" in response.json["error"]
 
 
+@pytest.mark.sqlite_only
 def test_database_that_cannot_be_written_answers_503(app, client, webhook_path):
     app.config["WRITE_TIMEOUT_SECONDS"] = 0.5
     database = Path(app.config["DATA_DIR"]) / "dashboard.sqlite3"
