@@ -12,8 +12,9 @@ from .writer import BatchWriter
 
 db = Database()
 hub = Hub(db)
-# The writer wakes this process's live poller the moment a batch commits.
-callback_writer = BatchWriter(db.writing, on_commit=hub.notify)
+# Each batch tells the other instances' live feeds (PostgreSQL) in its own transaction,
+# and wakes this process's live poller the moment it commits.
+callback_writer = BatchWriter(db.writing, in_transaction=hub.announce, on_commit=hub.notify)
 login_manager = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()

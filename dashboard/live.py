@@ -3,7 +3,8 @@
 Every process (gunicorn worker, app instance) runs its own poller, so a row stored by
 any of them reaches every socket. The process that stores a row wakes its poller at once;
 the others learn of new rows from the database itself: on SQLite by watching the file's
-write-ahead log change (a stat call, no query), on PostgreSQL by a short polling interval.
+write-ahead log change (a stat call, no query), on PostgreSQL by LISTEN/NOTIFY
+(dashboard/notifications.py).
 """
 
 import json
@@ -18,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
-from . import accounts, deliveries, metrics
+from . import accounts, deliveries, metrics, notifications
 from .database import Database
 from .logs import database_reason
 
@@ -28,7 +30,8 @@ log = logging.getLogger(__name__)
 # How often other processes' commits are looked for: a stat call on SQLite. Shorter
 # costs more idle CPU with sockets open; longer delays rows stored by other workers.
 SQLITE_WATCH_SECONDS = 0.05
-# PostgreSQL has no file to watch; a query this often costs little with the id index.
+# While its notifications are down, PostgreSQL is polled this often; the id index makes
+# the query cheap.
 POSTGRES_POLL_SECONDS = 0.2
 # On PostgreSQL an id allotted earlier can commit later; a gap in the ids is waited for
 # this long before the cursor moves past it for good.
@@ -138,6 +141,7 @@ class Hub:
         self._cursor: Cursor | None = None
         self._wake = threading.Event()
         self._owner_pid: int | None = None
+        self._listener: notifications.Listener | None = None
 
     @property
     def count(self) -> int:
@@ -161,6 +165,9 @@ class Hub:
                 # Threads do not survive fork: each worker starts its own poller.
                 self._owner_pid = os.getpid()
                 threading.Thread(target=self._run, name="live-poller", daemon=True).start()
+                if not self._db.is_sqlite:
+                    self._listener = notifications.Listener(self._db.engine, self.notify)
+                    self._listener.start()
         self._wake.set()
         return subscriber
 
@@ -171,6 +178,11 @@ class Hub:
             metrics.set_live_sockets(len(self._subscribers))
             if not self._subscribers:
                 self._cursor = None
+
+    def announce(self, session: Session) -> None:
+        """Make ``session``'s commit wake the live feeds of every other instance."""
+        if not self._db.is_sqlite:
+            notifications.announce(session)
 
     def notify(self) -> None:
         """A row was just committed by this process: read it now, if anyone listens."""
@@ -259,7 +271,8 @@ class Hub:
     def _change_detector(self) -> Callable[[], bool]:
         """A cheap check for commits made by other processes."""
         if not self._db.is_sqlite:
-            return lambda: True
+            # Notifications wake the poller; only while they are down must it poll.
+            return lambda: self._listener is None or not self._listener.connected
         database = Path(self._db.engine.url.database)
         watched = (database, database.with_name(database.name + "-wal"))
         last: list = []

@@ -55,9 +55,11 @@ class BatchWriter:
     def __init__(
         self,
         open_write_session: Callable[[], AbstractContextManager[Session]],
+        in_transaction: Callable[[Session], None] = lambda _session: None,
         on_commit: Callable[[], None] = lambda: None,
     ):
         self._open_write_session = open_write_session
+        self._in_transaction = in_transaction
         self._on_commit = on_commit
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -104,6 +106,7 @@ class BatchWriter:
         try:
             with self._open_write_session() as session:
                 results = deliveries.record(session, [pending.callback for pending in batch])
+                self._in_transaction(session)
         except Exception as exc:
             log.error("Could not store %d callback(s): %s", len(batch), database_reason(exc))
             metrics.count_database_error("writer")
