@@ -224,7 +224,7 @@ def breaks_a_rule(value, depth: int = 0) -> bool:
 
 
 @settings(
-    max_examples=80,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
