@@ -1,37 +1,110 @@
-"""Logging that never reveals a secret carried in a URL path."""
+"""Keeping secrets out of logs and stored text: scrubbed by value, in every usual encoding."""
 
+import base64
 import logging
 import re
+import threading
 
 # Path segments that are secrets, whatever their value, and what replaces them: our
 # webhook token, and the Z-API instance token that urllib3 logs with every request URL.
+# A slash may reach us JSON-escaped (\/) or URL-encoded (%2F) when an answer echoes a URL.
+_SLASH = r"(?:/|\\/|%2[Ff])"
 SECRET_PATHS = (
-    (re.compile(r"(/webhooks/)[^/\s?#\"']+"), "<token>"),
-    (re.compile(r"(/token/)[^/\s?#\"']+"), "<secret>"),
+    (re.compile(rf"({_SLASH}webhooks{_SLASH})(?:(?!{_SLASH})[^\s?#\"'&<>\\])+"), "<token>"),
+    (re.compile(rf"({_SLASH}token{_SLASH})(?:(?!{_SLASH})[^\s?#\"'&<>\\])+"), "<secret>"),
 )
-_MARKERS = ("/webhooks/", "/token/")
+# Personal API tokens are only stored hashed, so they are found by their shape instead.
+API_TOKEN = re.compile(r"\bzd_[A-Za-z0-9_-]{20,}")
+REDACTED = "<secret>"
+# Shorter values would replace ordinary words; every secret of the product is longer.
+MIN_SECRET_LENGTH = 8
+# The escapes JSON writers use for these characters besides \uXXXX.
+_JSON_ESCAPES = {"/": r"\/", '"': r"\"", "\\": r"\\"}
+
+_known: set[str] = set()
+_lock = threading.Lock()
+_pattern: re.Pattern | None = None
 
 
-def redact(text: str) -> str:
-    """Replace every secret path segment in ``text`` with its placeholder."""
+def keep_secret(*values: str | None) -> None:
+    """Have ``scrub`` (and so every protected log) remove these values from now on."""
+    global _pattern
+    fresh = {value for value in values if value and len(value) >= MIN_SECRET_LENGTH}
+    with _lock:
+        if not fresh <= _known:
+            _known.update(fresh)
+            _pattern = _alternatives(_known)
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """``text`` without secret path segments, API tokens, known secrets or ``secrets``.
+
+    Each secret is found plain, JSON-escaped (``\\/``, ``\\u0041``), URL-encoded (``%2F``
+    or ``%2f``, even character by character) and in base64 (standard or URL-safe), since
+    an error answer may echo it in any of these.
+    """
     for pattern, placeholder in SECRET_PATHS:
         text = pattern.sub(rf"\g<1>{placeholder}", text)
-    return text
+    text = API_TOKEN.sub(REDACTED, text)
+    extra = {value for value in secrets if value and len(value) >= MIN_SECRET_LENGTH}
+    pattern = _alternatives(_known | extra) if extra - _known else _pattern
+    return pattern.sub(REDACTED, text) if pattern else text
+
+
+def _alternatives(secrets: set[str]) -> re.Pattern | None:
+    """One regular expression matching any of ``secrets`` in any of its encodings."""
+    forms = [_encoded(secret) for secret in sorted(secrets, key=len, reverse=True)]
+    forms += [re.escape(core) for secret in secrets for core in _base64_cores(secret)]
+    return re.compile("|".join(forms)) if forms else None
+
+
+def _encoded(secret: str) -> str:
+    """A pattern for ``secret`` with each character plain, JSON-escaped or URL-encoded."""
+    return "".join(_character(character) for character in secret)
+
+
+def _character(character: str) -> str:
+    options = [re.escape(character)]
+    if character in _JSON_ESCAPES:
+        options.append(re.escape(_JSON_ESCAPES[character]))
+    if ord(character) < 0x10000:
+        options.append(rf"\\u(?i:{ord(character):04x})")
+    options.append("".join(rf"%(?i:{byte:02x})" for byte in character.encode("utf-8")))
+    return f"(?:{'|'.join(options)})"
+
+
+def _base64_cores(secret: str) -> list[str]:
+    """The base64 characters that encode only ``secret``, wherever it starts in a text."""
+    data = secret.encode("utf-8")
+    cores = []
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + data).decode("ascii")
+        # Character i carries bits 6i to 6i+6; keep those that hold the secret's bits only.
+        first, last = -(-8 * offset // 6), 8 * (offset + len(data)) // 6
+        core = encoded[first:last]
+        cores += [core, core.replace("+", "-").replace("/", "_")]
+    return cores
 
 
 class RedactSecrets(logging.Filter):
-    """A logging filter that rewrites each record with its secret path segments redacted."""
+    """A logging filter that rewrites each record with its secrets scrubbed."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Render the message now, redacted, so no handler sees the original."""
-        message = record.getMessage()
-        if any(marker in message for marker in _MARKERS):
-            record.msg, record.args = redact(message), None
+        """Render the message (and any traceback) now, scrubbed, so no handler sees it."""
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # the handler reports a broken record; nothing secret was rendered
+        scrubbed = scrub(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
         return True
 
 
 def protect(logger: logging.Logger) -> None:
-    """Attach the redacting filter to ``logger`` once."""
+    """Attach the scrubbing filter to ``logger`` once."""
     if not any(isinstance(f, RedactSecrets) for f in logger.filters):
         logger.addFilter(RedactSecrets())
 

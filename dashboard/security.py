@@ -1,11 +1,20 @@
-"""HTTP hardening: security headers, cookie flags, proxy trust and the plain-http warning."""
+"""HTTP hardening: security headers, cookie flags, proxy trust, the plain-http warning, and
+the app's secrets kept out of logs and the settings audit."""
 
 import ipaddress
+import logging
 from urllib.parse import urlsplit
 
 from flask import Flask, Request, current_app, request
 from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import logs, settings
+from .extensions import db, vault
+from .logs import database_reason
+from .models import SettingsChange
 
 # No inline script or style anywhere, so the policy needs no 'unsafe-*' escape hatch.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -25,6 +34,10 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # Headers a reverse proxy adds to name its client; on a request they reach untrusted, the
 # real client is unknown.
 FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
+# The configuration values no log line, page or stored text may show.
+APP_SECRETS = ("WEBHOOK_TOKEN", "SECRET_KEY", "SETTINGS_KEY")
+
+log = logging.getLogger(__name__)
 
 
 class PerRequestSecureSessions(SecureCookieSessionInterface):
@@ -69,8 +82,39 @@ def _proxies_named_client() -> bool:
     return bool(proxies) and len(hops) >= proxies
 
 
+def keep_secrets(app: Flask) -> None:
+    """Scrub the app's secrets from every log and audit line, those already stored too.
+
+    Audit lines written before outcomes were scrubbed may hold the webhook token in clear;
+    they are rewritten at each start (and ``db upgrade``), with the secrets of now.
+    """
+    logs.keep_secret(*(app.config.get(name) for name in APP_SECRETS))
+    try:
+        _scrub_stored_changes()
+    except SQLAlchemyError as exc:
+        # The next start tries again; a database that cannot be read stops nothing here.
+        log.warning("Could not scrub the settings audit: %s", database_reason(exc))
+
+
+def _scrub_stored_changes() -> None:
+    with db.reading() as transaction:
+        if not inspect(transaction.connection()).has_table(SettingsChange.__tablename__):
+            return  # a new database, not migrated yet: nothing stored
+        if transaction.scalar(select(SettingsChange.id).limit(1)) is None:
+            return  # no audit yet: leave the tokens sealed (and cryptography unloaded)
+        logs.keep_secret(*settings.stored_secrets(settings.load(transaction), vault))
+    with db.writing() as transaction:
+        changed = settings.scrub_changes(transaction)
+    if changed and db.is_sqlite:
+        # The old text stays in the WAL and in the main file's old pages until a checkpoint
+        # copies the rewritten pages over them (SQLite zeroes freed space: secure_delete).
+        with db.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def init(app: Flask) -> None:
     """Install proxy trust, cookie settings and the headers every response carries."""
+    keep_secrets(app)
     proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
     if proxies:
         app.wsgi_app = ProxyFix(

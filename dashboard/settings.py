@@ -3,11 +3,12 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from .logs import scrub
 from .models import SettingsChange, ZapiSettings, utcnow
-from .vault import Vault
+from .vault import Vault, VaultError
 
 MASK = "••••"
 SETTINGS_ID = 1
@@ -80,11 +81,35 @@ def webhook_url(base_url: str, token: str) -> str:
 
 def record_change(
     session: Session, username: str, action: str, succeeded: bool, outcome: str
-) -> None:
-    """Add one line to the settings audit (never with a secret in it)."""
-    session.add(
-        SettingsChange(username=username, action=action, succeeded=succeeded, outcome=outcome)
+) -> SettingsChange:
+    """Add one line to the settings audit, its outcome scrubbed of every known secret."""
+    change = SettingsChange(
+        username=username, action=action, succeeded=succeeded, outcome=scrub(outcome)
     )
+    session.add(change)
+    return change
+
+
+def scrub_changes(session: Session) -> int:
+    """Scrub the audit lines stored before outcomes were scrubbed; return how many changed."""
+    changed = 0
+    for change_id, outcome in session.execute(select(SettingsChange.id, SettingsChange.outcome)):
+        clean = scrub(outcome or "")
+        if clean != (outcome or ""):
+            session.execute(
+                update(SettingsChange).where(SettingsChange.id == change_id).values(outcome=clean)
+            )
+            changed += 1
+    return changed
+
+
+def stored_secrets(stored: ZapiSettings | None, vault: Vault) -> tuple[str, ...]:
+    """The stored Z-API tokens, opened; none when there are none or the key cannot open them."""
+    try:
+        found = credentials(stored, vault)
+    except VaultError:
+        return ()
+    return (found.instance_token, found.client_token or "") if found else ()
 
 
 def recent_changes(session: Session) -> list[SettingsChange]:

@@ -29,7 +29,6 @@ WEBHOOK_ENDPOINTS = {
 # Z-API's own error text goes into messages shown to admins; cap it so a huge HTML error
 # page cannot flood the page or the log of whoever displays it.
 MAX_DETAIL_LENGTH = 300
-REDACTED = "<secret>"
 
 # What Z-API answers when the account has an active Client-Token and we sent none.
 _TOKEN_MISSING = re.compile(r"client-token is not configured|null not allowed", re.IGNORECASE)
@@ -56,15 +55,6 @@ class ZapiError(Exception):
         self.message = message
         self.params = params
         self.reason = reason
-
-
-def redact(text: str, *secrets: str | None) -> str:
-    """Replace the token segment of Z-API URLs, and each given secret, with a placeholder."""
-    text = logs.redact(text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 def protect_urllib3() -> None:
@@ -115,6 +105,7 @@ class ZapiClient:
             f"/token/{quote(instance_token, safe='')}"
         )
         self._secrets = (instance_token, client_token)
+        logs.keep_secret(*self._secrets)  # whatever else logs them in this process
         self._client_token = client_token or None
         self._timeout = (connect_timeout, read_timeout)
         self._attempts = max(1, attempts)
@@ -391,8 +382,9 @@ class ZapiClient:
 
     def _detail(self, text: str) -> str:
         """Z-API's text on one line, without our secrets, short enough to show."""
-        # A wrong Client-Token is echoed back by Z-API in its error; it must not be shown.
-        return redact(" ".join(text.split()), *self._secrets)[:MAX_DETAIL_LENGTH]
+        # Z-API echoes a wrong Client-Token, and may echo the webhook URL we sent, in any
+        # encoding: scrubbed before it is cut, so no cut can leave a recognisable piece.
+        return logs.scrub(" ".join(text.split()), *self._secrets)[:MAX_DETAIL_LENGTH]
 
 
 def _json(response: requests.Response) -> Any:

@@ -1,5 +1,6 @@
 """Payload examples and helpers shared by the tests."""
 
+import base64
 import functools
 import hashlib
 import json
@@ -11,6 +12,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -354,3 +356,25 @@ def signed_in_client(app, username: str = "vera", role: str = "viewer"):
     client = english_client(app)
     assert sign_in(client, username).status_code == 302
     return client
+
+
+def secret_forms(secret: str) -> list[str]:
+    """``secret`` as an answer, a log line or a stored text may carry it, in each encoding."""
+    url = quote(secret, safe="")
+    return [
+        secret,
+        json.dumps(secret)[1:-1].replace("/", "\\/"),
+        "".join(f"\\u{ord(character):04X}" for character in secret),
+        url,
+        re.sub("%[0-9A-F]{2}", lambda escape: escape[0].lower(), url),
+        "".join(f"%{byte:02x}" for byte in secret.encode()),
+        base64.b64encode(secret.encode()).decode(),
+        base64.urlsafe_b64encode(f"https://h/webhooks/{secret}".encode()).decode(),
+    ]
+
+
+def database_bytes(data_dir: Path | str) -> bytes:
+    """The SQLite file of ``data_dir`` and its -wal, as they are on the disk."""
+    database = Path(data_dir) / "dashboard.sqlite3"
+    files = (database, Path(f"{database}-wal"))
+    return b"".join(path.read_bytes() for path in files if path.is_file())

@@ -166,8 +166,11 @@ def _client_for(credentials):
 def _report(action, succeeded, outcome):
     """Audit the outcome, flash it, and go back to the page."""
     with db.writing() as transaction:
-        settings.record_change(transaction, current_user.username, action, succeeded, outcome)
-    flash(outcome, "success" if succeeded else "error")
+        change = settings.record_change(
+            transaction, current_user.username, action, succeeded, outcome
+        )
+    # The flash travels in the session cookie: it shows the audit line, scrubbed.
+    flash(change.outcome, "success" if succeeded else "error")
     return redirect(url_for("settings.index"))
 
 
