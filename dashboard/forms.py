@@ -1,5 +1,6 @@
 """Web forms (Flask-WTF): fields, validation and CSRF tokens."""
 
+import re
 from urllib.parse import urlsplit
 
 from flask_babel import lazy_gettext as _l
@@ -117,9 +118,21 @@ _CLIENT_TOKEN = Regexp(
 )
 
 
+# RFC 3986 path characters, less the quote: unreserved, %XX, sub-delims, ":", "@" and "/".
+_URL_PATH = re.compile(r"(?:[A-Za-z0-9._~!$&()*+,;=:@/-]|%[0-9A-Fa-f]{2})*")
+# A host name or [IPv6] address, and an optional port; nothing else belongs there.
+_URL_HOST = re.compile(r"[A-Za-z0-9.\[\]_:-]+")
+
+
 def _public_https_url(form, field):
     """Z-API refuses webhooks that are not https; the URL must be a plain base address."""
-    parts = urlsplit(field.data or "")
+    try:
+        parts = urlsplit((field.data or "").strip())
+        parts.port  # noqa: B018 - reading it checks the port is a number in range
+    except ValueError:
+        raise ValidationError(
+            _l("The address is not a valid URL, e.g. https://dashboard.example.com.")
+        ) from None
     if parts.scheme != "https":
         raise ValidationError(_l("The address must start with https:// (Z-API refuses http)."))
     if not parts.hostname:
@@ -128,8 +141,19 @@ def _public_https_url(form, field):
         )
     if parts.username or parts.password:
         raise ValidationError(_l("The address must not contain a user name or password."))
-    if parts.query or parts.fragment or field.data.rstrip().endswith(("?", "#")):
+    if parts.query or parts.fragment or "?" in field.data or "#" in field.data:
         raise ValidationError(_l("The address must not contain ? or #."))
+    if not _URL_HOST.fullmatch(parts.netloc):
+        raise ValidationError(
+            _l("The host name may hold only letters, digits, dots, hyphens and a :port.")
+        )
+    if not _URL_PATH.fullmatch(parts.path):
+        raise ValidationError(
+            _l(
+                "The path after the host may hold only letters, digits, percent escapes and "
+                "/ - . _ ~ : @ ! $ & ( ) * + , ; = (no spaces, quotes or angle brackets)."
+            )
+        )
 
 
 class SettingsForm(FlaskForm):

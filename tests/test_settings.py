@@ -11,6 +11,7 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 from werkzeug import Response
 
+from dashboard import settings
 from dashboard.extensions import db, vault
 from dashboard.models import SettingsChange
 
@@ -108,6 +109,13 @@ def test_a_refusal_is_explained_and_audited(admin, httpserver):
         ("public_url", "https://user:pw@dash.example.com", "user name or password"),
         ("public_url", "https://dash.example.com/?x=1", "? or #"),
         ("public_url", "https://", "host name"),
+        ("public_url", 'https://dash.example.com/"><svg onload=alert(1)>', "no spaces, quotes"),
+        ("public_url", "https://dash.example.com/a b", "no spaces, quotes"),
+        ("public_url", "https://dash.example.com/it's", "no spaces, quotes"),
+        ("public_url", "https://dash.example.com/<b>", "no spaces, quotes"),
+        ("public_url", "https://dash.example.com/100%zz", "no spaces, quotes"),
+        ("public_url", 'https://dash"x.example.com/', "letters, digits, dots"),
+        ("public_url", "https://dash.example.com:99999", "not a valid URL"),
         ("instance_id", "not an id!", "letters and digits"),
         ("instance_token", "short", "letters and digits"),
         ("client_token", "has spaces in it 123", "letters and digits"),
@@ -119,6 +127,22 @@ def test_invalid_fields_send_nothing_to_zapi(admin, httpserver, field, value, me
     assert 'role="alert"' in page
     assert httpserver.log == []
     assert audit() == []
+
+
+def test_a_refused_address_is_shown_back_escaped(admin, httpserver):
+    attack = 'https://dash.example.com/"><svg onload=alert(1)>'
+    page = submit(admin, action="save", public_url=attack).get_data(as_text=True)
+    assert "<svg" not in page
+    assert "&#34;&gt;&lt;svg onload=alert(1)&gt;" in page
+    assert audit() == []
+
+
+def test_an_address_with_a_plain_path_is_kept(admin):
+    address = "https://dash.example.com/zapi/dash-1_~.x%2A:@!$&()*+,;="
+    page = submit(admin, action="save", public_url=address).get_data(as_text=True)
+    assert "Settings saved." in page
+    with db.reading() as session:
+        assert settings.load(session).public_url == address
 
 
 def test_secrets_are_masked_sealed_and_kept_when_left_empty(app, admin, httpserver):
