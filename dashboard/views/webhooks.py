@@ -3,8 +3,10 @@
 import hmac
 import logging
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask_babel import gettext as _
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import ClientDisconnected
 
 from .. import deliveries, disk, metrics, payloads
 from ..errors import json_error
@@ -27,13 +29,13 @@ def receive(token: str):
 
     limit = current_app.config["MAX_WEBHOOK_BODY"]
     # Read one byte past the limit, never more: enough to tell an oversize body.
-    body = request.stream.read(limit + 1)
+    body = _read_body(limit + 1)
+    if isinstance(body, Response):  # the body could not be read whole; this says why
+        return body
     if (request.content_length or 0) > limit or len(body) > limit:
         message = _("The body is larger than %(size)d KiB.", size=limit // 1024)
-        response = _reject(413, message, body[:limit])
         # The rest of the body is still on the wire; closing beats reading it.
-        response.headers["Connection"] = "close"
-        return response
+        return _closing(_reject(413, message, body[:limit]))
     if not request.is_json:
         return _reject(
             415,
@@ -57,6 +59,60 @@ def receive(token: str):
         return json_error(503, _("The callback could not be stored right now; please retry."))
     metrics.count_callback(callback.type, "duplicate" if recorded.duplicate else "stored")
     return jsonify(id=recorded.id, duplicate=recorded.duplicate)
+
+
+def _read_body(size: int) -> bytes | Response:
+    """Up to ``size`` bytes of the body, or the answer when its framing is broken."""
+    try:
+        body = request.stream.read(size)
+    except ParseException as exc:  # gunicorn: a bad chunk size, extension or terminator
+        return _malformed_chunks(exc)
+    except ClientDisconnected:  # werkzeug: fewer bytes than Content-Length, then EOF
+        return _ended_early()
+    except OSError as exc:  # gunicorn's NoMoreData, or a socket error: the sender stopped
+        return _malformed_chunks(exc) if _is_chunked() else _ended_early()
+    declared = request.content_length
+    # gunicorn hands over a short body without complaint when the sender hangs up early.
+    if declared is not None and len(body) < min(declared, size):
+        return _ended_early()
+    return body
+
+
+def _is_chunked() -> bool:
+    return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+
+
+def _malformed_chunks(exc: Exception):
+    """A chunked body that breaks the framing: 400, and the connection is not reused."""
+    log.warning("Refused a webhook request: malformed chunked body (%s).", type(exc).__name__)
+    message = _(
+        "The chunked body is malformed: each chunk needs its size in hexadecimal and a CRLF "
+        "after its data, and the body must end with a chunk of size 0."
+    )
+    # What was read cannot be told apart from the broken framing, so none of it is kept.
+    return _closing(_reject(400, message, b""))
+
+
+def _ended_early():
+    """The sender hung up before the end of its body: nothing is stored or kept."""
+    declared = request.content_length or 0
+    log.warning(
+        "A webhook request ended before its %d-byte body was complete; nothing was stored.",
+        declared,
+    )
+    # The sender is most likely gone; if it only stopped sending, it still learns why.
+    message = _(
+        "The body ended before the %(declared)d bytes its Content-Length announced; "
+        "nothing was stored.",
+        declared=declared,
+    )
+    return _closing(json_error(400, message))
+
+
+def _closing(response):
+    # Where the next request would start on this connection is unknown: close it.
+    response.headers["Connection"] = "close"
+    return response
 
 
 def _reject(status: int, reason: str, body: bytes):
