@@ -85,10 +85,14 @@ def refusal(
 
 
 class Subscriber:
-    """One open socket's inbox: (id, frame) pairs, or a close code to leave with."""
+    """One open socket's inbox: (id, frame) pairs, or a close code to leave with.
 
-    def __init__(self, session_token: str | None) -> None:
+    ``is_open`` tells whether the client is still connected.
+    """
+
+    def __init__(self, session_token: str | None, is_open: Callable[[], bool]) -> None:
         self.session_token = session_token
+        self.is_open = is_open
         self.inbox: queue.SimpleQueue[tuple[int, str] | int] = queue.SimpleQueue()
 
 
@@ -145,15 +149,22 @@ class Hub:
 
     @property
     def count(self) -> int:
-        """How many sockets this process has open."""
-        return len(self._subscribers)
+        """How many sockets this process has open: those whose client is still connected."""
+        # A socket the client closed stays subscribed until its thread wakes up to leave;
+        # it must not hold a place meanwhile, or a page reloaded at once is refused.
+        with self._lock:
+            subscribers = list(self._subscribers)
+        return sum(1 for subscriber in subscribers if subscriber.is_open())
 
-    def subscribe(self, session_token: str | None = None) -> Subscriber:
+    def subscribe(
+        self, session_token: str | None = None, is_open: Callable[[], bool] = lambda: True
+    ) -> Subscriber:
         """Register a socket; every row committed after this call will reach it.
 
-        The socket is told to close when ``session_token``'s session ends.
+        The socket is told to close when ``session_token``'s session ends; ``is_open``
+        tells whether its client is still connected.
         """
-        subscriber = Subscriber(session_token)
+        subscriber = Subscriber(session_token, is_open)
         with self._lock:
             if self._cursor is None:
                 # Rows up to here are the socket's catch-up; the poller takes the rest.

@@ -34,6 +34,7 @@ from .ws import (
     post_callback,
     post_many,
     sign_in,
+    socket_url,
     until_caught_up,
     wait_for_close,
 )
@@ -241,6 +242,46 @@ def test_sockets_are_refused_before_the_handshake(started, sockets):
 
     fresh = wait_until_true(third_socket, deadline)
     assert until_caught_up(fresh, deadline)[1] == {"count": 0, "latest": 0}
+
+
+def test_closed_sockets_free_their_places_at_once(started, sockets):
+    # One worker with two places: a page reloaded at once must find the places its own
+    # closed sockets held, round after round.
+    server = started("--workers", "1", "--threads", "16", env={"DASHBOARD_SOCKETS_PER_WORKER": "2"})
+    cookie = signed_in_cookie(server)
+    for _ in range(4):
+        pair = [connect(server, cookie, after=0) for _ in range(2)]
+        sockets.extend(pair)
+        assert [ws.getstatus() for ws in pair] == [101, 101]
+        for ws in pair:
+            close_quietly(ws)
+
+
+def test_with_a_public_url_a_forged_host_gets_no_socket(started, sockets):
+    server = started(
+        "--workers", "1", "--threads", "8", env={"DASHBOARD_PUBLIC_URL": "https://dash.example.com"}
+    )
+    cookie = signed_in_cookie(server)
+
+    def rebound_page():
+        # A page on a name rebound to this server: the Host and Origin are its own.
+        return websocket.create_connection(
+            socket_url(server),
+            host="evil.example",
+            origin="http://evil.example",
+            cookie=cookie,
+            header=["Accept-Language: en"],
+            timeout=30,
+        )
+
+    refused = refusal(rebound_page)
+    assert refused.status_code == 403
+    error = json.loads(refused.resp_body)["error"]
+    assert "only accepts pages at https://dash.example.com (DASHBOARD_PUBLIC_URL)" in error
+    # The admin's own browser on this machine, at the address the server printed.
+    ws = connect(server, cookie)
+    sockets.append(ws)
+    assert ws.getstatus() == 101
 
 
 def test_the_check_gives_the_handshakes_verdict(started, sockets):

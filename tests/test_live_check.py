@@ -1,5 +1,7 @@
 """Why the live socket would be refused: GET /api/live/check, and that the handshake agrees."""
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from dashboard import create_app, live
@@ -235,3 +237,95 @@ def test_refusal_judges_the_origin_before_the_places():
     assert live.refusal("https://dashboard.example.com", accepted, 64, 64) == live.FULL
     assert live.refusal("http://dashboard.example.com", accepted, 64, 64) == live.FOREIGN_ORIGIN
     assert live.refusal(None, accepted, 0, 64) == live.FOREIGN_ORIGIN
+
+
+# With DASHBOARD_PUBLIC_URL set, sockets come only from pages at its origin.
+PUBLIC = "https://dash.example.com"
+FOREIGN_PAGE = "http://evil.example"
+
+
+def at_host(client, host: str) -> dict[str, str]:
+    """The Host header of a request at ``host``; the client's session goes there too."""
+    # The test client only sends a cookie back to the host it is for.
+    name = urlsplit(f"//{host}").hostname
+    client.set_cookie("session", client.get_cookie("session").value, domain=name)
+    return {"Host": host}
+
+
+@pytest.fixture
+def public_app(make_app):
+    return make_app(PUBLIC_URL=PUBLIC)
+
+
+def test_a_page_at_the_public_url_gets_its_socket_whatever_the_host(public_app):
+    client = signed_in_client(public_app)
+    assert check(client, PUBLIC).json == {"ok": True}
+    # A page on a name the attacker rebinds to this server: its requests carry its own Host.
+    assert check(client, PUBLIC, **at_host(client, "evil.example")).json == {"ok": True}
+
+
+def test_a_forged_host_no_longer_vouches_for_its_page(public_app):
+    client = signed_in_client(public_app)
+    rebound = at_host(client, "evil.example")
+    verdict = check(client, FOREIGN_PAGE, **rebound).json
+    assert verdict == {
+        "ok": False,
+        "reason": "origin",
+        "error": "This page is at http://evil.example, but the live feed only accepts pages "
+        "at https://dash.example.com (DASHBOARD_PUBLIC_URL). Open the dashboard there, or "
+        "correct DASHBOARD_PUBLIC_URL and restart.",
+    }
+    refused = handshake(client, FOREIGN_PAGE, **rebound)
+    assert refused.status_code == 403
+    assert refused.json["error"] == verdict["error"]
+
+
+def test_without_a_public_url_the_served_origin_is_accepted(make_app):
+    client = signed_in_client(make_app())
+    assert check(client, FOREIGN_PAGE, **at_host(client, "evil.example")).json == {"ok": True}
+
+
+@pytest.mark.parametrize(
+    ("public_url", "page"),
+    [
+        ("https://Dash.Example.com:443", PUBLIC),  # browsers leave the default port out
+        ("https://dash.example.com:8443", "https://dash.example.com:8443"),
+        ("https://[2001:db8::1]:8443", "https://[2001:db8::1]:8443"),
+    ],
+)
+def test_the_public_urls_origin_is_written_as_browsers_do(make_app, public_url, page):
+    client = signed_in_client(make_app(PUBLIC_URL=public_url))
+    assert check(client, page).json == {"ok": True}
+    if page != PUBLIC:
+        assert check(client, PUBLIC).json["reason"] == "origin"
+
+
+@pytest.mark.parametrize(
+    ("host", "client_address", "accepted"),
+    [
+        ("127.0.0.1:8000", "127.0.0.1", True),  # the admin on the machine, or a tunnel
+        ("localhost:8000", "127.0.0.1", True),
+        ("[::1]:8000", "::1", True),
+        ("127.0.0.1:8000", "203.0.113.9", False),  # a loopback Host from elsewhere
+        ("192.0.2.10:8000", "127.0.0.1", False),  # not a loopback address
+    ],
+)
+def test_the_served_origin_counts_only_on_loopback_from_this_machine(
+    public_app, host, client_address, accepted
+):
+    client = signed_in_client(public_app)
+    page = f"http://{host}"
+    answer = client.get(
+        CHECK,
+        query_string={"origin": page},
+        headers=at_host(client, host),
+        environ_overrides={"REMOTE_ADDR": client_address},
+    )
+    assert answer.json["ok"] is accepted
+
+
+def test_a_proxy_forwarding_a_loopback_host_is_not_this_machine(make_app):
+    client = signed_in_client(make_app(PUBLIC_URL=PUBLIC, TRUSTED_PROXIES=1))
+    forwarded = {"X-Forwarded-Host": "127.0.0.1:8000", "X-Forwarded-For": "203.0.113.9"}
+    assert check(client, "http://127.0.0.1:8000", **forwarded).json["reason"] == "origin"
+    assert check(client, PUBLIC, **forwarded).json == {"ok": True}

@@ -1,6 +1,8 @@
 """The live feed's socket: catch-up after ``after``, then every new delivery."""
 
+import ipaddress
 import queue
+from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, request
 from flask_babel import gettext as _
@@ -35,9 +37,50 @@ def served_origin() -> str:
     return f"{request.scheme}://{request.host}".lower()
 
 
+def public_origin() -> str | None:
+    """DASHBOARD_PUBLIC_URL's origin (as a browser writes it), or None when it is unset."""
+    public = current_app.config.get("PUBLIC_URL")
+    if not public:
+        return None
+    address = urlsplit(public)
+    host = f"[{address.hostname}]" if ":" in address.hostname else address.hostname
+    # Browsers leave the scheme's default port out of an origin.
+    port = "" if address.port in (None, 443) else f":{address.port}"
+    return f"{address.scheme}://{host}{port}".lower()
+
+
 def accepted_origins() -> set[str]:
-    """The origins of the pages whose sockets this server accepts."""
-    return {served_origin()}
+    """The origins of the pages whose sockets this server accepts.
+
+    The served origin comes from the Host header, which a page on a rebound DNS name
+    controls; so with DASHBOARD_PUBLIC_URL set only its origin is accepted, and the
+    served one only for a loopback address reached from this machine itself.
+    """
+    public = public_origin()
+    if public is None:
+        return {served_origin()}
+    if _straight_from_this_machine():
+        return {public, served_origin()}
+    return {public}
+
+
+def _straight_from_this_machine() -> bool:
+    # An admin's own http://127.0.0.1:8000, through an SSH tunnel say: no browser elsewhere
+    # can be made to send a loopback Host from a loopback address.
+    try:
+        host = urlsplit(f"//{request.host}").hostname
+    except ValueError:  # a Host header that is no host, such as "[x"
+        return False
+    return _is_loopback(host) and _is_loopback(request.remote_addr)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def socket_refusal(origin: str | None) -> Refusal | None:
@@ -59,6 +102,16 @@ def refusal_message(refused: Refusal, origin: str | None) -> str:
     page = live.plain_origin(origin)
     if page is None:  # no Origin header, or "null": not a page of any site
         return _("This socket only accepts pages of this site.")
+    public = public_origin()
+    if public is not None:
+        # TRANSLATORS: %(page)s and %(public)s are addresses such as https://dashboard.example.com.
+        return _(
+            "This page is at %(page)s, but the live feed only accepts pages at %(public)s "
+            "(DASHBOARD_PUBLIC_URL). Open the dashboard there, or correct "
+            "DASHBOARD_PUBLIC_URL and restart.",
+            page=page,
+            public=public,
+        )
     # TRANSLATORS: %(page)s and %(seen)s are addresses such as https://dashboard.example.com.
     where = _(
         "This page is at %(page)s but the dashboard sees its requests as %(seen)s.",
@@ -87,7 +140,7 @@ def _proxy_advice() -> str:
 def deliveries_socket(ws):
     """Send every delivery with id > ``after`` (if given), then each new one."""
     after = request.args.get("after", type=int)
-    subscriber = hub.subscribe(current_user.session_token)
+    subscriber = hub.subscribe(current_user.session_token, is_open=lambda: ws.connected)
     try:
         already_sent = _catch_up(ws, after) if after is not None else set()
         while ws.connected:
