@@ -1,5 +1,9 @@
 """The JSON API against its own OpenAPI description, with schemathesis on the real app."""
 
+import json
+from importlib import resources
+
+import jsonschema_rs
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -8,7 +12,7 @@ from schemathesis.checks import negative_data_rejection, positive_data_acceptanc
 from dashboard import api_tokens
 from dashboard.extensions import db
 
-from .support import FAILED, SEED, STATUS, make_user, store_all
+from .support import FAILED, SEED, STATUS, english_client, make_user, store_all
 
 # Enough to find odd inputs, few enough to keep the whole file under half a minute.
 EXAMPLES = 100
@@ -59,3 +63,40 @@ def test_every_stored_callback_matches_its_description(any_db_app, bearer, store
     for delivery_id in stored:
         case = operation.Case(path_parameters={"id": delivery_id})
         assert case.call_and_validate(headers=bearer, excluded_checks=LENIENT).status_code == 200
+
+
+def parameter(name: str) -> dict:
+    """What the description says of a query parameter of ``GET /api/deliveries``."""
+    spec = json.loads(resources.files("dashboard").joinpath("openapi.json").read_text())
+    parameters = spec["paths"]["/api/deliveries"]["get"]["parameters"]
+    return next(each for each in parameters if each["name"] == name)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("since", ""),
+        ("until", ""),
+        ("since", "2026-11-25"),
+        ("until", "2026-11-25T14:30:00Z"),
+        ("since", "yesterday"),
+        ("before", "0"),
+        ("after", "0"),
+        ("before", "2147483648"),
+    ],
+)
+def test_the_description_and_the_api_agree_on_a_value(any_db_app, bearer, name, value):
+    schema = parameter(name)["schema"]
+    typed = int(value) if schema.get("type") == "integer" else value
+    valid = jsonschema_rs.validator_for(schema, validate_formats=True).is_valid(typed)
+    answer = english_client(any_db_app).get(
+        "/api/deliveries", query_string={name: value}, headers=bearer
+    )
+    assert answer.status_code == (200 if valid else 400), (name, value, valid)
+
+
+def test_both_cursors_are_refused_as_described(any_db_app, bearer):
+    answer = any_db_app.test_client().get("/api/deliveries?before=0&after=0", headers=bearer)
+    assert answer.status_code == 400
+    assert answer.json["parameter"] == "after"
+    assert "before=0&after=0" in parameter("after")["description"]
