@@ -31,6 +31,8 @@ REQUEST_TIMEOUT = 40
 RETRY_PAUSE = 0.2
 # A client still retrying its last callback this long after the stop is reported as stuck.
 FINISH_DEADLINE = 120
+# Messages are checked in English; Portuguese is the default.
+ENGLISH = {"Accept-Language": "en"}
 # Each kill comes after this many new 200s, then at a random moment within a second.
 ACKS_BEFORE_KILL = 20
 KILL_WINDOW_SECONDS = 1.0
@@ -83,7 +85,7 @@ class Load:
 
     def _client(self, number: int) -> None:
         browser = requests.Session()
-        browser.headers["Accept-Language"] = "en"
+        browser.headers.update(ENGLISH)
         target = number % len(self.urls)
         sequence = 0
         while not self._stop.is_set():
@@ -236,7 +238,7 @@ def fill(path: Path) -> int:
 
 def health(server: Server) -> tuple[int, dict]:
     """The status and JSON body of the server's /healthz."""
-    answer = requests.get(f"{server.base_url}/healthz", timeout=REQUEST_TIMEOUT)
+    answer = requests.get(f"{server.base_url}/healthz", headers=ENGLISH, timeout=REQUEST_TIMEOUT)
     return answer.status_code, answer.json()
 
 

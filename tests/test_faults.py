@@ -13,6 +13,7 @@ from dashboard import create_app, disk
 from dashboard.extensions import db
 
 from .faults import (
+    ENGLISH,
     Load,
     MountRefused,
     banner_shown,
@@ -144,7 +145,9 @@ def test_a_full_disk_pauses_storing_and_freeing_it_resumes(volume, started):
         assert answer["error"] == DISK_FULL_MESSAGE
         assert answer["diskFreeBytes"] < disk.FULL_BELOW_BYTES
         assert banner_shown(browser, server, BANNER_WORDS)
-        refused = requests.post(server.webhook_url, json={**SEED, "messageId": "while-full"})
+        refused = requests.post(
+            server.webhook_url, json={**SEED, "messageId": "while-full"}, headers=ENGLISH
+        )
         assert (refused.status_code, refused.json()) == (503, {"error": DISK_FULL_MESSAGE})
         wait_until(lambda: load.refusals[DISK_FULL_MESSAGE] >= 20, message="503s while full")
 
