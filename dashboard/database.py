@@ -25,6 +25,7 @@ class Database:
         self.engine: Engine | None = None
         self._reader: sessionmaker[Session] | None = None
         self._writer: sessionmaker[Session] | None = None
+        self._file: Path | None = None
         self._write_lock: WriteLock | None = None
 
     def init(self, url: str, sqlite_synchronous: str = "NORMAL") -> None:
@@ -39,12 +40,18 @@ class Database:
         )
         database_file = self.engine.url.database if self.is_sqlite else None
         has_file = database_file and database_file != ":memory:"
+        self._file = Path(database_file) if has_file else None
         self._write_lock = WriteLock(Path(f"{database_file}.write-lock")) if has_file else None
 
     @property
     def is_sqlite(self) -> bool:
         """Whether the engine talks to SQLite."""
         return self.engine is not None and self.engine.dialect.name == "sqlite"
+
+    @property
+    def file_is_missing(self) -> bool:
+        """Whether the database is a SQLite file that does not exist yet."""
+        return self._file is not None and not self._file.exists()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:

@@ -97,6 +97,8 @@ def keep_secrets(app: Flask) -> None:
 
 
 def _scrub_stored_changes() -> None:
+    if db.file_is_missing:
+        return  # opening it would create it, and restore wants a data dir without one
     with db.reading() as transaction:
         if not inspect(transaction.connection()).has_table(SettingsChange.__tablename__):
             return  # a new database, not migrated yet: nothing stored
