@@ -26,20 +26,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import common  # bench/ is on sys.path: the scripts live there
-from common import BenchError, Server, free_port, running, server_env, wait_until_serving
+from common import (
+    SEED_CALLBACK,
+    BenchError,
+    Server,
+    free_port,
+    running,
+    server_env,
+    wait_until_serving,
+)
 
 from dashboard.server import DEFAULT_THREADS, DEFAULT_WORKERS
 
 BENCH_DIR = Path(__file__).resolve().parent
 LAUNCHER = BENCH_DIR / "launch.py"
-
-SEED_CALLBACK = {
-    "phone": "554499999999",
-    "zaapId": "A20DA9C0183A2D35A260F53F5D2B9244",
-    "messageId": "A20DA9C0183A2D35A260F53F5D2B9244",
-    "type": "DeliveryCallback",
-    "instanceId": "instance.id",
-}
 
 GOAL_MIN_RATIO = 0.50
 GOAL_MAX_P99_MS = 50.0

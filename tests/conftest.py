@@ -139,6 +139,13 @@ def admin_client(app, client):
 
 
 @pytest.fixture
+def zapi_admin(app, admin_client, httpserver):
+    """``admin_client``, with the app calling a local HTTP server in place of Z-API."""
+    app.config["ZAPI_BASE_URL"] = httpserver.url_for("").rstrip("/")
+    return admin_client
+
+
+@pytest.fixture
 def viewer_client(app, client):
     """A test client signed in as the viewer "vera" (an admin "ana" exists too)."""
     make_user("ana", "admin")

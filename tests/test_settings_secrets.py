@@ -16,9 +16,7 @@ from .support import (
     child_env,
     cli_command,
     database_bytes,
-    make_user,
     secret_forms,
-    sign_in,
 )
 from .test_settings import CLIENT_TOKEN, INSTANCE_TOKEN, PATH, PUBLIC_URL, submit
 
@@ -35,14 +33,6 @@ def app(tmp_path):
     application = create_app(settings)
     yield application
     db.engine.dispose()
-
-
-@pytest.fixture
-def admin(app, client, httpserver):
-    app.config["ZAPI_BASE_URL"] = httpserver.url_for("").rstrip("/")
-    make_user("ana", "admin")
-    sign_in(client, "ana")
-    return client
 
 
 def secrets_of(app) -> list[str]:
@@ -86,12 +76,13 @@ def assert_nowhere(app, texts: list[str]):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_an_echoed_secret_is_not_stored_shown_or_logged(app, admin, httpserver, caplog, kind):
+def test_an_echoed_secret_is_not_stored_shown_or_logged(app, zapi_admin, httpserver, caplog, kind):
     caplog.set_level(logging.DEBUG)
     httpserver.expect_request(f"{PATH}/update-webhook-delivery").respond_with_data(
         echoes(app)[kind], status=400, content_type="text/plain"
     )
-    served = [submit(admin).get_data(as_text=True), admin.get("/settings").get_data(as_text=True)]
+    answers = [submit(zapi_admin), zapi_admin.get("/settings")]
+    served = [answer.get_data(as_text=True) for answer in answers]
     outcome = db_outcomes()[-1]
     assert "Z-API said" in outcome
     assert "<secret>" in outcome or "<token>" in outcome
@@ -106,9 +97,9 @@ def db_outcomes() -> list[str]:
         return list(session.scalars(select(SettingsChange.outcome).order_by(SettingsChange.id)))
 
 
-def test_lines_stored_before_scrubbing_are_scrubbed_at_the_next_start(app, admin, httpserver):
+def test_lines_stored_before_scrubbing_are_scrubbed_at_the_next_start(app, zapi_admin, httpserver):
     httpserver.expect_request(f"{PATH}/update-webhook-delivery").respond_with_json({"value": True})
-    submit(admin)  # stores the sealed tokens, as an installation that used the settings has
+    submit(zapi_admin)  # stores the sealed tokens, as an installation that used the settings has
     leaked = " ".join(echoes(app).values())
     with db.writing() as session:  # as an older version stored Z-API's text
         session.add(SettingsChange(username="ana", action="apply", succeeded=False, outcome=leaked))
@@ -127,6 +118,6 @@ def test_lines_stored_before_scrubbing_are_scrubbed_at_the_next_start(app, admin
     )
     assert upgrade.returncode == 0, upgrade.stderr
     db.init(app.config["DATABASE_URL"])
-    shown = admin.get("/settings").get_data(as_text=True)
+    shown = zapi_admin.get("/settings").get_data(as_text=True)
     assert "Invalid value" in shown
     assert_nowhere(app, [shown, upgrade.stdout, upgrade.stderr, *db_outcomes()])

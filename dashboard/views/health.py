@@ -6,10 +6,9 @@ from flask import Blueprint, jsonify
 from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import deliveries, disk, migrate
+from .. import deliveries, disk, migrate, settings
 from ..extensions import db
 from ..logs import database_reason
-from ..models import utcnow
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)
@@ -27,7 +26,8 @@ def healthz():
     except SQLAlchemyError as exc:
         log.warning("Health check failed: %s", database_reason(exc))
         return _unavailable(_("The database does not answer."), disk_fields)
-    age = None if last is None else round((utcnow() - last).total_seconds(), 3)
+    age = settings.seconds_since(last)
+    age = age if age is None else round(age, 3)
     fields = {"schemaVersion": revision, "lastCallbackAgeSeconds": age, **disk_fields}
     if found.full:
         # Monitors page on 503: a dashboard that cannot store callbacks is down for Z-API.

@@ -7,11 +7,10 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import deliveries, disk, metrics
+from .. import deliveries, disk, metrics, settings
 from ..errors import json_error
 from ..extensions import db
 from ..logs import database_reason
-from ..models import utcnow
 from ..security import client_is_this_machine
 
 bp = Blueprint("metrics", __name__)
@@ -57,4 +56,4 @@ def _last_callback_age() -> float | None:
         log.warning("Metrics could not read the database: %s", database_reason(exc))
         metrics.count_database_error("metrics")
         return None
-    return None if last is None else (utcnow() - last).total_seconds()
+    return settings.seconds_since(last)
