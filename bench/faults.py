@@ -6,8 +6,9 @@ Client threads post distinct callbacks and resend each until it gets a 200 while
   times at random moments and restarted on the same data dir and port;
 - ``postgres-kill``: the same, to one of two instances sharing a PostgreSQL database;
 - ``disk-full``: the data dir's own small file system is filled and freed ``--rounds`` times;
-- ``postgres-restart``: the PostgreSQL cluster is stopped and started ``--restarts`` times
-  (other PostgreSQL users on this machine see the outage too).
+- ``postgres-restart``: a PostgreSQL cluster of its own (made with ``initdb`` on a free
+  port, so no other user of this machine's PostgreSQL sees the outage) is stopped and
+  started ``--restarts`` times.
 
 Afterwards every callback that got a 200 must be stored exactly once (and the SQLite file
 pass its integrity check). It prints the figures and "N passed, N failed" over the
@@ -37,7 +38,7 @@ from tests.faults import (
     health,
     integrity,
     kill_repeatedly,
-    postgres_stopped,
+    private_postgres,
     small_filesystem,
     sqlite_url,
     storage_faults,
@@ -223,16 +224,20 @@ def fill_and_free(volume: Path, clients: int, rounds: int) -> list[str]:
 
 
 def postgres_restart(work: Path, clients: int, restarts: int) -> list[str]:
-    """Stop and start the PostgreSQL cluster ``restarts`` times under load."""
-    reset_postgres()
-    server = start_server(work / "data", env={"DASHBOARD_DATABASE_URL": POSTGRES_URL})
+    """Stop and start a PostgreSQL cluster of its own ``restarts`` times under load."""
+    with private_postgres() as cluster:
+        return _restart_under_load(cluster, work, clients, restarts)
+
+
+def _restart_under_load(cluster, work: Path, clients: int, restarts: int) -> list[str]:
+    server = start_server(work / "data", env={"DASHBOARD_DATABASE_URL": cluster.url})
     outages, recoveries, healthz_during = [], [], []
     try:
         with Load([server.webhook_url], clients) as load:
             for _restart in range(restarts):
                 load.wait_for_acks(20)
                 began = time.monotonic()
-                with postgres_stopped():
+                with cluster.stopped():
                     healthz_during.append(health(server)[0])
                     wait_until(lambda: sum(load.refusals.values()) > 0, message="a 503")
                 outages.append(time.monotonic() - began)
@@ -248,7 +253,7 @@ def postgres_restart(work: Path, clients: int, restarts: int) -> list[str]:
     problems = [
         f"/healthz answered {status} in an outage" for status in healthz_during if status != 503
     ]
-    return problems + report(load, POSTGRES_URL)
+    return problems + report(load, cluster.url)
 
 
 if __name__ == "__main__":

@@ -2,17 +2,20 @@
 
 Each client thread posts callbacks of its own (a distinct messageId each) and resends the
 same body until it gets a 200, as Z-API does; meanwhile a server is killed, its disk fills
-up or the PostgreSQL cluster restarts. Afterwards every callback that got a 200 must be
-stored exactly once.
+up or a PostgreSQL cluster of the test's own restarts. Afterwards every callback that got
+a 200 must be stored exactly once.
 """
 
 import contextlib
 import errno
+import glob
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -23,7 +26,7 @@ from pathlib import Path
 import requests
 from sqlalchemy import create_engine, text
 
-from .support import SEED, Server, wait_until
+from .support import SEED, Server, free_port, wait_until
 
 # The webhook waits up to 30 s (WRITE_TIMEOUT_SECONDS) for its commit before a 503.
 REQUEST_TIMEOUT = 40
@@ -251,31 +254,79 @@ def banner_shown(browser: requests.Session, server: Server, words: str) -> bool:
     )
 
 
-def postgres(action: str) -> None:
-    """``pg_ctlcluster`` ``action`` (stop, start) on this machine's cluster."""
-    (version,) = os.listdir("/etc/postgresql")  # Debian's layout: one cluster, "main"
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+class PostgresRefused(Exception):
+    """This machine cannot run a PostgreSQL cluster of the test's own (no binaries, no user)."""
 
 
-def postgres_ready() -> bool:
-    """Whether PostgreSQL accepts connections on 127.0.0.1."""
-    probe = ["pg_isready", "-q", "-h", "127.0.0.1", "-p", "5432"]
-    return subprocess.run(probe, check=False).returncode == 0
+@dataclass
+class PrivatePostgres:
+    """A PostgreSQL cluster of one test's own, so stopping it disturbs no other test or run."""
+
+    directory: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL of its ``postgres`` database, over TCP on loopback."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def ready(self) -> bool:
+        """Whether the cluster accepts connections."""
+        probe = [_postgres_binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        return subprocess.run(probe, check=False).returncode == 0
+
+    def control(self, action: str) -> None:
+        """``pg_ctl`` ``action`` (start, stop), waiting until it is done."""
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory}"
+        command = [_postgres_binary("pg_ctl"), action, "-w", "-t", "120", "-D"]
+        command += [str(self.directory / "cluster"), "-m", "fast", "-o", options]
+        if action == "start":
+            command += ["-l", str(self.directory / "server.log")]
+        subprocess.run(_as_cluster_owner(command), check=True, capture_output=True, timeout=180)
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """Stop the cluster for the block; it always runs again afterwards."""
+        self.control("stop")
+        try:
+            yield
+        finally:
+            if not self.ready():
+                self.control("start")
+            wait_until(self.ready, 120, "PostgreSQL to accept connections again")
 
 
 @contextlib.contextmanager
-def postgres_stopped() -> Iterator[None]:
-    """Stop the PostgreSQL cluster for the block; it always runs again afterwards."""
-    postgres("stop")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A new cluster (``initdb``, trust auth) on a free port, removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="zapi-dashboard-pg-"))
     try:
-        yield
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            try:
+                shutil.chown(directory, "postgres", "postgres")
+            except LookupError as exc:
+                raise PostgresRefused("no postgres user to run a private cluster as") from exc
+        initdb = [_postgres_binary("initdb"), "-D", str(directory / "cluster")]
+        initdb += ["-A", "trust", "-U", "postgres", "--no-sync"]
+        subprocess.run(_as_cluster_owner(initdb), check=True, capture_output=True, timeout=180)
+        cluster = PrivatePostgres(directory, free_port())
+        cluster.control("start")
+        try:
+            yield cluster
+        finally:
+            with contextlib.suppress(subprocess.SubprocessError):
+                cluster.control("stop")
     finally:
-        if not postgres_ready():
-            with contextlib.suppress(subprocess.CalledProcessError):
-                postgres("start")
-        wait_until(postgres_ready, 120, "PostgreSQL to accept connections again")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _postgres_binary(name: str) -> str:
+    # Debian keeps the server's programs out of PATH, one folder per major version.
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
+    if found[-1] is None:
+        raise PostgresRefused(f"PostgreSQL's {name} is not installed")
+    return found[-1]
+
+
+def _as_cluster_owner(command: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command

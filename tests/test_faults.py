@@ -16,12 +16,13 @@ from .faults import (
     ENGLISH,
     Load,
     MountRefused,
+    PostgresRefused,
     banner_shown,
     fill,
     health,
     integrity,
     kill_repeatedly,
-    postgres_stopped,
+    private_postgres,
     small_filesystem,
     sqlite_url,
     storage_faults,
@@ -65,6 +66,16 @@ def rng():
     seed = random.randrange(2**32)
     print(f"random seed {seed}")
     return random.Random(seed)
+
+
+@pytest.fixture
+def cluster():
+    """A PostgreSQL cluster of the test's own, so its restart leaves other runs alone."""
+    try:
+        with private_postgres() as running:
+            yield running
+    except PostgresRefused as refused:
+        missing(str(refused))
 
 
 @pytest.fixture
@@ -185,13 +196,12 @@ def test_sqlite_saying_the_disk_is_full_is_enough(volume, monkeypatch):
         db.engine.dispose()
 
 
-def test_postgres_restarted_under_load(tmp_path, started):
-    reset_postgres()
-    server = start_server(tmp_path / "data", env={"DASHBOARD_DATABASE_URL": POSTGRES_URL})
+def test_postgres_restarted_under_load(tmp_path, started, cluster):
+    server = start_server(tmp_path / "data", env={"DASHBOARD_DATABASE_URL": cluster.url})
     started.append(server)
     with Load([server.webhook_url], 8) as load:
         load.wait_for_acks(20)
-        with postgres_stopped():
+        with cluster.stopped():
             status, answer = health(server)
             assert (status, answer["status"]) == (503, "unavailable")
             refused = requests.post(server.webhook_url, json={**SEED, "messageId": "outage"})
@@ -199,4 +209,4 @@ def test_postgres_restarted_under_load(tmp_path, started):
             wait_until(lambda: sum(load.refusals.values()) >= 8, message="503s in the outage")
         load.wait_for_acks(20, 120, "storing to recover once PostgreSQL is back")
         assert health(server)[0] == 200
-    assert_clean(load, POSTGRES_URL)
+    assert_clean(load, cluster.url)
