@@ -166,6 +166,4 @@ class SettingsForm(FlaskForm):
     public_url = StringField(
         _l("Public address of this dashboard"), validators=[InputRequired(), _public_https_url]
     )
-    set_message_status = BooleanField(
-        _l("Also receive message statuses (sent, received, read, played)")
-    )
+    set_chat_presence = BooleanField(_l("Also receive typing/presence events"))

@@ -209,7 +209,8 @@ class ZapiSettings(Base):
     instance_token_hint: Mapped[str | None] = mapped_column(String(4))
     client_token_hint: Mapped[str | None] = mapped_column(String(4))
     public_url: Mapped[str | None] = mapped_column(String(255))
-    set_message_status: Mapped[bool] = mapped_column(default=False)
+    # Typing and presence events are many and the timeline does without them: opt-in.
+    set_chat_presence: Mapped[bool] = mapped_column(default=False)
     applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

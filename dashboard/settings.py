@@ -37,7 +37,7 @@ def save(
     instance_token: str | None,
     client_token: str | None,
     public_url: str,
-    set_message_status: bool,
+    set_chat_presence: bool,
 ) -> ZapiSettings:
     """Store the settings; a token given as None keeps the stored one."""
     stored = load(session) or ZapiSettings(id=SETTINGS_ID)
@@ -49,7 +49,7 @@ def save(
         stored.client_token_sealed = vault.seal(client_token)
         stored.client_token_hint = client_token[-4:]
     stored.public_url = public_url
-    stored.set_message_status = set_message_status
+    stored.set_chat_presence = set_chat_presence
     stored.updated_at = utcnow()
     session.add(stored)
     return stored

@@ -25,6 +25,19 @@ log = logging.getLogger(__name__)
 WEBHOOK_ENDPOINTS = {
     "delivery": "update-webhook-delivery",
     "message-status": "update-webhook-message-status",
+    "received": "update-webhook-received",
+    "connected": "update-webhook-connected",
+    "disconnected": "update-webhook-disconnected",
+    "chat-presence": "update-webhook-chat-presence",
+}
+# Which field of GET /me holds each kind's URL (zapi-reference.md, section 2).
+ME_URL_FIELDS = {
+    "delivery": "deliveryCallbackUrl",
+    "message-status": "messageStatusCallbackUrl",
+    "received": "receivedCallbackUrl",
+    "connected": "connectedCallbackUrl",
+    "disconnected": "disconnectedCallbackUrl",
+    "chat-presence": "presenceChatCallbackUrl",
 }
 # Z-API's own error text goes into messages shown to admins; cap it so a huge HTML error
 # page cannot flood the page or the log of whoever displays it.
@@ -127,32 +140,28 @@ class ZapiClient:
         self.close()
 
     def set_webhook(self, kind: str, url: str) -> None:
-        """Set the URL Z-API posts ``kind`` ("delivery" or "message-status") callbacks to."""
+        """Set the URL Z-API posts ``kind`` callbacks to (a key of WEBHOOK_ENDPOINTS)."""
         try:
             endpoint = WEBHOOK_ENDPOINTS[kind]
         except KeyError:
             raise ValueError(f"unknown webhook kind {kind!r}") from None
-        body = self._call("PUT", endpoint, {"value": url})
-        # Z-API has been seen answering 200 {"value": false} to a failed change, so only an
-        # explicit true counts as success.
-        if body.get("value") is not True:
-            raise ZapiError(
-                N_(
-                    "Z-API answered but did not confirm the change. Check the instance in "
-                    "the Z-API panel and try again."
-                ),
-                reason="value-false",
-            )
+        _confirmed(self._call("PUT", endpoint, {"value": url}))
+
+    def notify_sent_by_me(self) -> None:
+        """Have Z-API post the messages sent from the phone to the received webhook too."""
+        # Z-API accepts this only while a received URL is set (zapi-reference.md, section 2).
+        _confirmed(self._call("PUT", "update-notify-sent-by-me", {"notifySentByMe": True}))
 
     def me(self) -> dict:
-        """The instance's webhook URLs and connection state, and nothing else from /me."""
+        """The instance's webhook URLs, notify-sent-by-me and connection state; nothing else."""
         # /me also echoes the instance token and proxy credentials: keep only what we show.
         body = self._call("GET", "me")
-        return {
-            "deliveryCallbackUrl": _url_or_none(body.get("deliveryCallbackUrl")),
-            "messageStatusCallbackUrl": _url_or_none(body.get("messageStatusCallbackUrl")),
-            "connected": _bool_or_none(body.get("connected")),
+        found: dict[str, Any] = {
+            field: _url_or_none(body.get(field)) for field in ME_URL_FIELDS.values()
         }
+        found["receiveCallbackSentByMe"] = _bool_or_none(body.get("receiveCallbackSentByMe"))
+        found["connected"] = _bool_or_none(body.get("connected"))
+        return found
 
     def status(self) -> dict:
         """Whether the instance and its phone are connected, with Z-API's remark."""
@@ -385,6 +394,20 @@ class ZapiClient:
         # Z-API echoes a wrong Client-Token, and may echo the webhook URL we sent, in any
         # encoding: scrubbed before it is cut, so no cut can leave a recognisable piece.
         return logs.scrub(" ".join(text.split()), *self._secrets)[:MAX_DETAIL_LENGTH]
+
+
+def _confirmed(body: dict) -> None:
+    """Raise unless Z-API's answer to a change is an explicit ``{"value": true}``."""
+    # Z-API has been seen answering 200 {"value": false} to a failed change, so only an
+    # explicit true counts as success.
+    if body.get("value") is not True:
+        raise ZapiError(
+            N_(
+                "Z-API answered but did not confirm the change. Check the instance in "
+                "the Z-API panel and try again."
+            ),
+            reason="value-false",
+        )
 
 
 def _json(response: requests.Response) -> Any:

@@ -38,6 +38,7 @@ from .support import (
 pytestmark = pytest.mark.sqlite_only
 
 SECRETS = ("secret_key", "webhook_token", "settings_key")
+HEAD = migrate.head_revision()  # the schema this version writes
 # The first server reads its token from the data dir, as a real one does: the restored
 # server can then only know it from the backup.
 OWN_TOKEN = {"DASHBOARD_WEBHOOK_TOKEN": None}
@@ -201,7 +202,7 @@ def test_a_backup_under_load_restores_every_acknowledged_callback_and_the_webhoo
         stop_server(first)
 
     assert made.returncode == 0, made.stderr
-    assert made.stdout.startswith("Backup of ") and "(schema 0004) written to" in made.stdout
+    assert made.stdout.startswith("Backup of ") and f"(schema {HEAD}) written to" in made.stdout
     assert made.stdout.strip().endswith(")."), made.stdout
     assert len(made.stdout.splitlines()) == 1
     assert mode(archive) == 0o600
@@ -210,7 +211,7 @@ def test_a_backup_under_load_restores_every_acknowledged_callback_and_the_webhoo
     restored = run("restore", str(archive), data_dir=new)
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.startswith("Restored ")
-    assert f"(schema 0004 → 0004) into {new}; start the server." in restored.stdout
+    assert f"(schema {HEAD} → {HEAD}) into {new}; start the server." in restored.stdout
     assert "DASHBOARD_WEBHOOK_TOKEN" not in restored.stdout
     for name in ("dashboard.sqlite3", *SECRETS):
         assert mode(new / name) == 0o600, name
@@ -281,7 +282,9 @@ def test_restore_refuses_an_existing_database_and_replace_keeps_it_aside(tmp_pat
     replaced = invoke(monkeypatch, target, "restore", "--replace", str(archive))
     assert replaced.exit_code == 0, replaced.output
     first, kept = replaced.stdout.splitlines()
-    assert first == f"Restored 3 callbacks (schema 0004 → 0004) into {target}; start the server."
+    assert (
+        first == f"Restored 3 callbacks (schema {HEAD} → {HEAD}) into {target}; start the server."
+    )
     suffix = kept.rsplit("<name>", 1)[1].rstrip(".")
     assert kept == (
         "The previous dashboard.sqlite3, secret_key, settings_key, webhook_token are kept "
@@ -303,7 +306,7 @@ def test_an_older_backup_is_migrated_forward(tmp_path, monkeypatch):
 
     restored = invoke(monkeypatch, tmp_path / "new", "restore", str(archive))
     assert restored.exit_code == 0, restored.output
-    assert "Restored 2 callbacks (schema 0003 → 0004)" in restored.stdout
+    assert f"Restored 2 callbacks (schema 0003 → {HEAD})" in restored.stdout
     head = migrate.head_revision()
     database = tmp_path / "new" / "dashboard.sqlite3"
     assert read_database(database, "SELECT version_num FROM alembic_version") == [(head,)]
@@ -444,7 +447,7 @@ def test_restore_mentions_environment_secrets_only_when_they_are_set(tmp_path, m
     ]
     restored = invoke(monkeypatch, tmp_path / "new", "restore", str(archive), env=env)
     assert restored.stdout.splitlines() == [
-        f"Restored 1 callback (schema 0004 → 0004) into {tmp_path / 'new'}; start the server.",
+        f"Restored 1 callback (schema {HEAD} → {HEAD}) into {tmp_path / 'new'}; start the server.",
         "DASHBOARD_WEBHOOK_TOKEN is set in the environment and wins over the restored "
         "webhook_token.",
     ]

@@ -1,6 +1,7 @@
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import create_engine, inspect, text
 
 from dashboard import migrate
 from dashboard.extensions import db
@@ -24,28 +25,46 @@ def test_upgrading_twice_is_harmless(app):
     assert migrate.upgrade(db.engine) == migrate.head_revision()
 
 
-def test_callbacks_stored_before_search_existed_get_their_search_keys(tmp_path):
-    from alembic import command
-    from sqlalchemy import create_engine, text
-
+def upgraded_from(tmp_path, revision, insert, **values):
+    """A SQLite file at ``revision`` with the row ``insert`` stored, then upgraded to head."""
     engine = create_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
     with engine.begin() as connection:
-        command.upgrade(migrate.alembic_config(connection), "0003")
-        connection.execute(
-            text(
-                "INSERT INTO deliveries (received_at, dedup_key, receive_count, type, phone, raw)"
-                " VALUES ('2026-01-01 00:00:00', 'k1', 1, 'MessageStatusCallback',"
-                " '120363019502650977-group', :raw)"
-            ),
-            {
-                "raw": '{"type": "MessageStatusCallback", "phone": "120363019502650977-group",'
-                ' "participant": "554499999999", "status": "READ"}'
-            },
-        )
+        command.upgrade(migrate.alembic_config(connection), revision)
+        connection.execute(text(insert), values)
     assert migrate.upgrade(engine) == migrate.head_revision()
+    return engine
+
+
+def test_callbacks_stored_before_search_existed_get_their_search_keys(tmp_path):
+    engine = upgraded_from(
+        tmp_path,
+        "0003",
+        "INSERT INTO deliveries (received_at, dedup_key, receive_count, type, phone, raw)"
+        " VALUES ('2026-01-01 00:00:00', 'k1', 1, 'MessageStatusCallback',"
+        " '120363019502650977-group', :raw)",
+        raw='{"type": "MessageStatusCallback", "phone": "120363019502650977-group",'
+        ' "participant": "554499999999", "status": "READ"}',
+    )
     with engine.connect() as connection:
         keys = connection.execute(
             text("SELECT phone_key_reversed, participant_key_reversed FROM deliveries")
         ).one()
     assert keys == ("puorg-779056205910363021", "9999999994455")
+    engine.dispose()
+
+
+def test_stored_settings_keep_their_values_and_leave_chat_presence_off(tmp_path):
+    engine = upgraded_from(
+        tmp_path,
+        "0004",
+        "INSERT INTO zapi_settings (id, instance_id, public_url, set_message_status, updated_at)"
+        " VALUES (1, 'ABC123', 'https://dash.example.com', 1, '2026-01-01 00:00:00')",
+    )
+    with engine.connect() as connection:
+        row = connection.execute(
+            text("SELECT instance_id, public_url, set_chat_presence FROM zapi_settings")
+        ).one()
+    assert tuple(row) == ("ABC123", "https://dash.example.com", 0)
+    columns = {column["name"] for column in inspect(engine).get_columns("zapi_settings")}
+    assert "set_message_status" not in columns
     engine.dispose()

@@ -20,7 +20,10 @@ INSTANCE_TOKEN = "A1B2C3D4E5F6A7B8C9D0E1F2"
 CLIENT_TOKEN = "F0123456789abcdefABCDEF0123456789"
 PUBLIC_URL = "https://dash.example.com"
 WEBHOOK_URL = f"{PUBLIC_URL}/webhooks/{TOKEN}"
-DELIVERY_PATH = f"/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}/update-webhook-delivery"
+INSTANCE_PATH = f"/instances/{INSTANCE_ID}/token/{INSTANCE_TOKEN}"
+DELIVERY_PATH = f"{INSTANCE_PATH}/update-webhook-delivery"
+# Every endpoint "Save and apply" calls: the webhooks and notify-sent-by-me.
+UPDATES = re.compile(rf"{re.escape(INSTANCE_PATH)}/update-[a-z-]+")
 # status.js asks /api/status every 5 s; this leaves room for a slow machine.
 LIVE_UPDATE_MS = 30_000
 
@@ -101,9 +104,11 @@ def test_apply_then_the_first_callback_shows_without_reloading(server, admin, fa
         headers={"Client-Token": CLIENT_TOKEN},
         json={"value": WEBHOOK_URL},
     ).respond_with_json({"value": True})
+    fake_zapi.expect_request(UPDATES, method="PUT").respond_with_json({"value": True})
 
     save_and_apply(admin)
     fake_zapi.check_assertions()
+    assert len(fake_zapi.log) == 6  # five webhooks and notify-sent-by-me
     expect(admin.status("Z-API accepted the webhook address")).to_be_visible()
     expect(callback_line(admin)).to_contain_text("Waiting for the first callback")
     expect(newest_change(admin)).to_contain_text("Apply")
@@ -121,7 +126,7 @@ def test_apply_then_the_first_callback_shows_without_reloading(server, admin, fa
 
 
 def test_a_refused_client_token_is_an_alert_and_in_the_history(admin, fake_zapi):
-    fake_zapi.expect_request(DELIVERY_PATH, method="PUT").respond_with_json(
+    fake_zapi.expect_request(UPDATES, method="PUT").respond_with_json(
         {"error": "Client-Token X not allowed"}, status=403
     )
 
@@ -142,7 +147,7 @@ def test_a_refused_client_token_is_an_alert_and_in_the_history(admin, fake_zapi)
 
 
 def test_the_webhook_url_is_revealed_only_on_click(admin, fake_zapi):
-    fake_zapi.expect_request(DELIVERY_PATH, method="PUT").respond_with_json({"value": True})
+    fake_zapi.expect_request(UPDATES, method="PUT").respond_with_json({"value": True})
     save_and_apply(admin)
 
     served = admin.open("/settings").text()
@@ -160,7 +165,7 @@ def test_the_webhook_url_is_revealed_only_on_click(admin, fake_zapi):
 @pytest.mark.parametrize("path", ["/settings", "/"])
 def test_no_console_error_or_csp_violation(admin, fake_zapi, path):
     # Applied settings give /settings its callback line, hence status.js something to do.
-    fake_zapi.expect_request(DELIVERY_PATH, method="PUT").respond_with_json({"value": True})
+    fake_zapi.expect_request(UPDATES, method="PUT").respond_with_json({"value": True})
     save_and_apply(admin)
     # Both pages load status.js; wait for its first /api/status answer before checking.
     with admin.page.expect_response(lambda r: r.url == admin.url("/api/status")) as polled:

@@ -18,7 +18,7 @@ from .support import (
     database_bytes,
     secret_forms,
 )
-from .test_settings import CLIENT_TOKEN, INSTANCE_TOKEN, PATH, PUBLIC_URL, submit
+from .test_settings import CLIENT_TOKEN, INSTANCE_TOKEN, PATH, PUBLIC_URL, UPDATES, submit
 
 # A session key with the characters that JSON and URL encoding change.
 SECRET_KEY = 'sk/with+odd"chars\\and=more_0123456789'
@@ -78,7 +78,7 @@ def assert_nowhere(app, texts: list[str]):
 @pytest.mark.parametrize("kind", KINDS)
 def test_an_echoed_secret_is_not_stored_shown_or_logged(app, zapi_admin, httpserver, caplog, kind):
     caplog.set_level(logging.DEBUG)
-    httpserver.expect_request(f"{PATH}/update-webhook-delivery").respond_with_data(
+    httpserver.expect_request(UPDATES).respond_with_data(
         echoes(app)[kind], status=400, content_type="text/plain"
     )
     answers = [submit(zapi_admin), zapi_admin.get("/settings")]
@@ -98,7 +98,7 @@ def db_outcomes() -> list[str]:
 
 
 def test_lines_stored_before_scrubbing_are_scrubbed_at_the_next_start(app, zapi_admin, httpserver):
-    httpserver.expect_request(f"{PATH}/update-webhook-delivery").respond_with_json({"value": True})
+    httpserver.expect_request(UPDATES).respond_with_json({"value": True})
     submit(zapi_admin)  # stores the sealed tokens, as an installation that used the settings has
     leaked = " ".join(echoes(app).values())
     with db.writing() as session:  # as an older version stored Z-API's text

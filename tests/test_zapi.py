@@ -87,7 +87,14 @@ def fail(call) -> ZapiError:
 
 @pytest.mark.parametrize(
     ("kind", "endpoint"),
-    [("delivery", "update-webhook-delivery"), ("message-status", "update-webhook-message-status")],
+    [
+        ("delivery", "update-webhook-delivery"),
+        ("message-status", "update-webhook-message-status"),
+        ("received", "update-webhook-received"),
+        ("connected", "update-webhook-connected"),
+        ("disconnected", "update-webhook-disconnected"),
+        ("chat-presence", "update-webhook-chat-presence"),
+    ],
 )
 def test_set_webhook_sends_exactly_the_documented_request(httpserver, zapi, kind, endpoint):
     httpserver.expect_request(f"{PREFIX}/{endpoint}").respond_with_json({"value": True})
@@ -104,6 +111,28 @@ def test_set_webhook_sends_exactly_the_documented_request(httpserver, zapi, kind
     assert json.loads(request.get_data()) == {"value": HOOK}
 
 
+def test_notify_sent_by_me_sends_exactly_the_documented_request(httpserver, zapi):
+    httpserver.expect_request(f"{PREFIX}/update-notify-sent-by-me").respond_with_json(
+        {"value": True}
+    )
+
+    zapi.notify_sent_by_me()
+
+    (request, _), *rest = httpserver.log
+    assert rest == []
+    assert request.method == "PUT"
+    assert request.headers["Client-Token"] == CLIENT_TOKEN
+    assert request.headers["Content-Type"] == "application/json"
+    assert json.loads(request.get_data()) == {"notifySentByMe": True}
+
+
+@pytest.mark.parametrize("body", [{"value": False}, {}])
+def test_notify_sent_by_me_needs_an_explicit_true(httpserver, zapi, body):
+    httpserver.expect_request(f"{PREFIX}/update-notify-sent-by-me").respond_with_json(body)
+
+    assert fail(zapi.notify_sent_by_me).reason == "value-false"
+
+
 def test_without_a_client_token_no_client_token_header_is_sent(httpserver):
     httpserver.expect_request(DELIVERY, method="PUT").respond_with_json({"value": True})
 
@@ -115,8 +144,8 @@ def test_without_a_client_token_no_client_token_header_is_sent(httpserver):
 
 
 def test_an_unknown_webhook_kind_is_a_programming_error(httpserver, zapi):
-    with pytest.raises(ValueError, match="received"):
-        zapi.set_webhook("received", HOOK)
+    with pytest.raises(ValueError, match="typing"):
+        zapi.set_webhook("typing", HOOK)
     assert httpserver.log == []
 
 
@@ -331,6 +360,11 @@ def test_me_returns_only_the_whitelisted_keys(httpserver, zapi):
         "deliveryCallbackUrl": HOOK,
         "messageStatusCallbackUrl": "",
         "receivedCallbackUrl": "https://elsewhere.example.com/r",
+        "connectedCallbackUrl": HOOK,
+        "disconnectedCallbackUrl": "  ",
+        "presenceChatCallbackUrl": "https://elsewhere.example.com/p",
+        "receiveCallbackSentByMe": True,
+        "initialDataCallbackUrl": "",
         "proxyUrl": "socks5://user:senha123@localhost:1080",
         "useProxy": True,
     }
@@ -339,6 +373,11 @@ def test_me_returns_only_the_whitelisted_keys(httpserver, zapi):
     assert zapi.me() == {
         "deliveryCallbackUrl": HOOK,
         "messageStatusCallbackUrl": None,
+        "receivedCallbackUrl": "https://elsewhere.example.com/r",
+        "connectedCallbackUrl": HOOK,
+        "disconnectedCallbackUrl": None,
+        "presenceChatCallbackUrl": "https://elsewhere.example.com/p",
+        "receiveCallbackSentByMe": True,
         "connected": True,
     }
     (request, _), *_ = httpserver.log
@@ -347,14 +386,13 @@ def test_me_returns_only_the_whitelisted_keys(httpserver, zapi):
 
 def test_me_tolerates_missing_and_odd_fields(httpserver, zapi):
     httpserver.expect_request(f"{PREFIX}/me").respond_with_json(
-        {"connected": "yes", "deliveryCallbackUrl": 7}
+        {"connected": "yes", "deliveryCallbackUrl": 7, "receiveCallbackSentByMe": "true"}
     )
 
-    assert zapi.me() == {
-        "deliveryCallbackUrl": None,
-        "messageStatusCallbackUrl": None,
-        "connected": None,
-    }
+    found = zapi.me()
+
+    assert set(found.values()) == {None}
+    assert "deliveryCallbackUrl" in found and "receiveCallbackSentByMe" in found
 
 
 def test_me_failures_use_the_same_reasons(httpserver, zapi):

@@ -14,7 +14,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import deliveries, selftest, settings
+from .. import deliveries, selftest, settings, webhook_setup
 from ..auth import admin_required
 from ..extensions import db, vault
 from ..forms import EmptyForm, SettingsForm
@@ -45,7 +45,7 @@ def index():
                     instance_token=form.instance_token.data or None,
                     client_token=form.client_token.data or None,
                     public_url=form.public_url.data.strip().rstrip("/"),
-                    set_message_status=form.set_message_status.data,
+                    set_chat_presence=form.set_chat_presence.data,
                 )
                 settings.record_change(
                     transaction, current_user.username, "save", True, _("Settings saved.")
@@ -61,7 +61,7 @@ def index():
 @bp.post("/check")
 @admin_required
 def check():
-    """Ask Z-API where it sends delivery callbacks and whether the instance is connected."""
+    """Ask Z-API where it sends each kind of callback and whether the instance is connected."""
     with db.reading() as transaction:
         stored = settings.load(transaction)
     credentials, problem = _credentials(stored)
@@ -74,21 +74,9 @@ def check():
     except ZapiError as exc:
         return _report("check", False, _(exc.message, **exc.params))
     ours = settings.webhook_url(stored.public_url, current_app.config["WEBHOOK_TOKEN"])
-    problems = []
-    if configured.get("deliveryCallbackUrl") != ours:
-        problems.append(_("Z-API sends delivery callbacks to another address, not this dashboard."))
-    if state.get("connected") is not True:
-        problems.append(
-            _(
-                "The instance is not connected to WhatsApp: "
-                "open the Z-API panel and scan the QR code."
-            )
-        )
-    if problems:
-        return _report("check", False, " ".join(problems))
-    return _report(
-        "check", True, _("Z-API sends delivery callbacks here and the instance is connected.")
-    )
+    found = webhook_setup.compare(configured, ours, stored.set_chat_presence)
+    connected = state.get("connected") is True
+    return _report("check", found.all_here and connected, _checked(found, connected))
 
 
 @bp.post("/test")
@@ -120,23 +108,101 @@ def reveal_webhook_url():
 
 
 def _apply(stored):
-    """Tell Z-API our webhook URL(s), and report the outcome."""
+    """Point Z-API's webhooks at us, and report what was set and what was not."""
     credentials, problem = _credentials(stored)
     if problem:
         _report("apply", False, problem)
         return
     url = settings.webhook_url(stored.public_url, current_app.config["WEBHOOK_TOKEN"])
-    kinds = ("delivery", "message-status") if stored.set_message_status else ("delivery",)
-    try:
-        with _client_for(credentials) as client:
-            for kind in kinds:
-                client.set_webhook(kind, url)
-    except ZapiError as exc:
-        _report("apply", False, _(exc.message, **exc.params))
-        return
-    with db.writing() as transaction:
-        settings.mark_applied(transaction, transaction.merge(stored))
-    _report("apply", True, _("Z-API accepted the webhook address. Waiting for the first callback."))
+    with _client_for(credentials) as client:
+        steps = webhook_setup.apply(client, url, stored.set_chat_presence)
+    # Callbacks may arrive as soon as any one URL is ours: the page starts waiting for them.
+    if any(step.done and step.name != webhook_setup.NOTIFY_SENT_BY_ME for step in steps):
+        with db.writing() as transaction:
+            settings.mark_applied(transaction, transaction.merge(stored))
+    _report("apply", all(step.done for step in steps), _applied(steps))
+
+
+def _applied(steps) -> str:
+    """The outcome of "Save and apply": what Z-API accepted, refused, or was not asked."""
+    done = [step.name for step in steps if step.done]
+    hooks = [name for name in done if name != webhook_setup.NOTIFY_SENT_BY_ME]
+    if len(done) == len(steps):
+        return _(
+            "Z-API accepted the webhook address for every kind (%(kinds)s) and sends the "
+            "messages sent from the phone there too. Waiting for the first callback.",
+            kinds=_names(hooks),
+        )
+    parts = []
+    if hooks:
+        parts.append(_("Z-API accepted the webhook address for: %(kinds)s.", kinds=_names(hooks)))
+    if webhook_setup.NOTIFY_SENT_BY_ME in done:
+        parts.append(_("The messages sent from the phone are sent there too."))
+    failed = _grouped(
+        (_sentence(_(s.error.message, **s.error.params)), s.name) for s in steps if s.error
+    )
+    for reason, names in failed.items():
+        parts.append(_("Not set: %(kinds)s. %(reason)s", kinds=_names(names), reason=reason))
+    skipped = _grouped((_(step.skipped), step.name) for step in steps if step.skipped)
+    for why, names in skipped.items():
+        parts.append(_("Not tried: %(kinds)s (%(why)s).", kinds=_names(names), why=why))
+    return " ".join(parts)
+
+
+def _checked(found, connected: bool) -> str:
+    """The outcome of "Check Z-API": where each kind goes, and whether the instance is on."""
+    if found.all_here and connected:
+        return _(
+            "Z-API sends every callback here (%(kinds)s), the messages sent from the phone "
+            "included, and the instance is connected.",
+            kinds=_names(found.here),
+        )
+    parts = []
+    if found.here:
+        parts.append(_("Z-API sends these callbacks here: %(kinds)s.", kinds=_names(found.here)))
+    if found.elsewhere:
+        # Only the other host: the rest of someone else's URL may hold their token.
+        elsewhere = ", ".join(
+            _("%(kind)s (to %(host)s)", kind=_(webhook_setup.LABELS[kind]), host=host)
+            for kind, host in found.elsewhere
+        )
+        parts.append(
+            _("Z-API sends these callbacks to another address: %(kinds)s.", kinds=elsewhere)
+        )
+    if found.empty:
+        parts.append(_("No address is set in Z-API for: %(kinds)s.", kinds=_names(found.empty)))
+    if not found.sent_by_me:
+        parts.append(
+            _("Z-API does not send the messages sent from the phone (notify sent by me is off).")
+        )
+    if not found.all_here:
+        parts.append(_("Save and apply points them all here."))
+    if not connected:
+        parts.append(
+            _(
+                "The instance is not connected to WhatsApp: "
+                "open the Z-API panel and scan the QR code."
+            )
+        )
+    return " ".join(parts)
+
+
+def _names(names) -> str:
+    """Webhook kinds by the names Z-API's panel shows, in the reader's language."""
+    return ", ".join(_(webhook_setup.LABELS[name]) for name in names)
+
+
+def _sentence(text: str) -> str:
+    """``text`` ending as a sentence does, so the next one does not run into Z-API's words."""
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def _grouped(pairs) -> dict[str, list[str]]:
+    """The names of (text, name) pairs under each text, both in the order first seen."""
+    groups: dict[str, list[str]] = {}
+    for text, name in pairs:
+        groups.setdefault(text, []).append(name)
+    return groups
 
 
 def _credentials(stored):
