@@ -23,6 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from .messages import store as messages
 from .models import Delivery, RejectedRequest, StatusMessageId, UTCDateTime, utcnow
 from .payloads import Callback
 from .phones import PhoneQuery, display
@@ -72,6 +73,8 @@ def record(session: Session, callbacks: Sequence[Callback]) -> list[Recorded]:
     ]
     if status_rows:
         connection.execute(statements.insert_status_ids, status_rows)
+    # A repeat of a stored callback is no new news about its message: only new rows count.
+    messages.record(session, [(firsts[key], stored[key].id) for key in new_keys], now)
 
     results, seen = [], set()
     for callback in callbacks:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -84,6 +85,8 @@ class Delivery(Base):
     status: Mapped[str | None] = mapped_column(String(255))
     is_group: Mapped[bool | None] = mapped_column()
     participant: Mapped[str | None] = mapped_column(String(255))
+    # A ReceivedCallback's fromMe: ours (sent from the API or the phone) or the customer's.
+    from_me: Mapped[bool | None] = mapped_column()
     # The canonical keys of the chat's phone and of the group member (dashboard.phones),
     # stored backwards so that one index answers both "is this number" and "ends with".
     phone_key_reversed: Mapped[str | None] = mapped_column(_BYTEWISE_TEXT)
@@ -127,6 +130,49 @@ class StatusMessageId(Base):
     message_id: Mapped[str] = mapped_column(String(255), primary_key=True, index=True)
 
     delivery: Mapped[Delivery] = relationship(back_populates="status_ids")
+
+
+class Message(Base):
+    """One message we sent, as its callbacks tell it: each step's first time and count.
+
+    Kept up to date by the write that stores each callback (``dashboard.messages.store``);
+    the state is the fold of ``dashboard.messages.states`` over those steps.
+    """
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "" when a callback names no instance: a unique key must not hold NULL.
+    instance_id: Mapped[str] = mapped_column(String(255))
+    message_id: Mapped[str] = mapped_column(String(255), index=True)
+    zaap_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    phone: Mapped[str | None] = mapped_column(String(255))
+    phone_key_reversed: Mapped[str | None] = mapped_column(_BYTEWISE_TEXT)
+    content: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    error_code: Mapped[str | None] = mapped_column(String(255))
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    queued_count: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_count: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_count: Mapped[int] = mapped_column(Integer, default=0)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_count: Mapped[int] = mapped_column(Integer, default=0)
+    played_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    played_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    first_delivery_id: Mapped[int] = mapped_column(Integer)
+    # The newest callback about it: the feed lists messages by their latest news.
+    last_delivery_id: Mapped[int] = mapped_column(Integer, index=True)
+
+    __table_args__ = (
+        UniqueConstraint("instance_id", "message_id", name="uq_messages_instance_id"),
+        Index("ix_messages_phone_key_reversed_id", phone_key_reversed, id),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class RejectedRequest(Base):

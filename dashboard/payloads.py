@@ -14,6 +14,16 @@ from .translatable import N_
 # Indexed text columns are capped so that no sender can make an index entry too large.
 MAX_FIELD_LENGTH = 255
 MAX_ERROR_LENGTH = 4096
+# Enough of a message's words to recognise it on a screen; the raw body keeps them all.
+MAX_CONTENT_LENGTH = 500
+# Where a ReceivedCallback keeps its words, in the order they are looked for.
+_CONTENT_FIELDS = (
+    ("text", "message"),
+    ("image", "caption"),
+    ("video", "caption"),
+    ("document", "caption"),
+    ("document", "fileName"),
+)
 # Z-API stamps some events in seconds and most in milliseconds; no millisecond value
 # since 1973 is below this, and no seconds value before the year 5138 is above it.
 SECONDS_THRESHOLD = 100_000_000_000
@@ -62,12 +72,15 @@ class Callback:
     participant: str | None = None
     phone_key_reversed: str | None = None
     participant_key_reversed: str | None = None
+    from_me: bool | None = None
     status_ids: tuple[str, ...] = field(default=())
+    # What a message said (its text or a caption), for the message it is about.
+    content: str | None = None
 
     def columns(self) -> dict[str, Any]:
-        """The values of the ``deliveries`` row, without the child ``ids``."""
+        """The values of the ``deliveries`` row, without the child ``ids`` or the content."""
         values = dict(self.__dict__)
-        del values["status_ids"]
+        del values["status_ids"], values["content"]
         return values
 
 
@@ -114,6 +127,7 @@ def parse(body: bytes) -> Callback:
         raise InvalidCallback(N_('The "type" field is longer than 64 characters.'))
 
     is_status = callback_type == "MessageStatusCallback"
+    is_message = callback_type == "ReceivedCallback"
     phone = _text(payload.get("phone"))
     # A group member is "participant" in a status and "participantPhone" in a message.
     member = _text(payload.get("participant") if is_status else payload.get("participantPhone"))
@@ -129,11 +143,13 @@ def parse(body: bytes) -> Callback:
         error=_text(payload.get("error"), MAX_ERROR_LENGTH),
         error_code=_text(payload.get("errorCode")),
         status=_text(payload.get("status")) if is_status else None,
-        is_group=payload.get("isGroup") if isinstance(payload.get("isGroup"), bool) else None,
+        is_group=_flag(payload.get("isGroup")),
         participant=member if is_status else None,
         phone_key_reversed=phones.reversed_key(phones.stored_key(phone)),
         participant_key_reversed=phones.reversed_key(phones.stored_key(member)),
+        from_me=_flag(payload.get("fromMe")) if is_message else None,
         status_ids=_status_ids(payload.get("ids")) if is_status else (),
+        content=_content(payload) if is_message else None,
     )
 
 
@@ -165,6 +181,19 @@ def _text(value: Any, limit: int = MAX_FIELD_LENGTH) -> str | None:
         return None
     # PostgreSQL refuses NUL in text; the raw body keeps it.
     return value.replace("\x00", "")[:limit] or None
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _content(payload: dict) -> str | None:
+    # The words of a message: its text, else the caption or file name of its media.
+    for kind, key in _CONTENT_FIELDS:
+        part = payload.get(kind)
+        if isinstance(part, dict) and (words := _text(part.get(key), MAX_CONTENT_LENGTH)):
+            return words
+    return None
 
 
 def _status_ids(value: Any) -> tuple[str, ...]:

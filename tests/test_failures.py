@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dashboard.failures import OTHER, categories, decode, translated
+from dashboard.messages.failures import OTHER, categories, decode, translated
 
 # Z-API's "Possible error strings", verbatim (shared/zapi-reference.md section 1.1, from
 # Z-API's en/webhooks/on-message-send-examples.mdx), with the category each belongs to.

@@ -3,7 +3,7 @@
 The file is a gzip-compressed tar archive (format version 1) of regular files only:
 
 - ``manifest.json``: ``{"format": "zapi-dashboard backup", "format_version": 1,
-  "product_version": "1.4.0", "schema_revision": "0005", "created_at":
+  "product_version": "1.4.0", "schema_revision": "0006", "created_at":
   "2026-05-13T10:15:02Z", "database": "dashboard.sqlite3", "secrets": ["secret_key", ...],
   "rows": {"deliveries": 12345, "users": 3}}``;
 - ``dashboard.sqlite3``: a consistent copy of the database, made with SQLite's online

@@ -10,7 +10,7 @@ language of the current request, so this module can be used outside Flask.
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .translatable import N_
+from ..translatable import N_
 
 SHADOW_BAN_CODE = "SHADOW_BAN"
 OTHER = "other"

@@ -1,0 +1,1 @@
+"""Messages we sent: one row each, its state machine, decoded failures and the verdict."""
