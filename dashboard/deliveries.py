@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from .messages import store as messages
 from .models import Delivery, RejectedRequest, StatusMessageId, UTCDateTime, utcnow
 from .payloads import Callback
-from .phones import PhoneQuery, display
+from .phones import PhoneQuery, display, reversed_range
 
 _UPSERT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
@@ -360,10 +360,8 @@ def _parameters(filters: Filters, cursor: int | None, limit: int) -> dict:
         "limit": limit,
     }
     if filters.phone:
-        # Keys are stored backwards, so "ends with 9999" is the range of keys starting
-        # "9999", up to that prefix with its last character moved one up ("999:").
-        key = filters.phone.value[::-1]
-        values.update(key=key, key_end=key[:-1] + chr(ord(key[-1]) + 1))
+        key, key_end = reversed_range(filters.phone)
+        values.update(key=key, key_end=key_end)
     return values
 
 

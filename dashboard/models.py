@@ -150,6 +150,8 @@ class Message(Base):
     phone_key_reversed: Mapped[str | None] = mapped_column(_BYTEWISE_TEXT)
     content: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16))
+    # The time of its earliest evidence, whatever the step: what since= and until= read.
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(255))
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

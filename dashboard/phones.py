@@ -78,6 +78,16 @@ def reversed_key(key: str | None) -> str | None:
     return key[::-1] if key else None
 
 
+def reversed_range(query: PhoneQuery) -> tuple[str, str]:
+    """The reversed keys a search covers: ``low <= key < high`` (``low`` alone for exact).
+
+    Keys are stored backwards, so "ends with 9999" is the range of keys starting "9999",
+    up to that prefix with its last character moved one up ("999:").
+    """
+    key = query.value[::-1]
+    return key, key[:-1] + chr(ord(key[-1]) + 1)
+
+
 def parse_query(text: str) -> PhoneQuery:
     """Read a phone typed by a person, in any format; raise PhoneQueryError if it names none."""
     text = text.strip()

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from .deliveries import Filters
+from .messages.queries import MessageFilters
+from .messages.states import STATES
 from .models import MAX_ROW_ID
-from .phones import PhoneQueryError, parse_query
+from .phones import PhoneQuery, PhoneQueryError, parse_query
 from .translatable import N_
 
 DEFAULT_LIMIT = 50
@@ -40,18 +42,20 @@ class Search:
     after: int | None = None
 
 
+@dataclass(frozen=True)
+class MessageSearch:
+    """A parsed message search: what to match and which page of it."""
+
+    filters: MessageFilters = field(default_factory=MessageFilters)
+    limit: int = DEFAULT_LIMIT
+    before: int | None = None
+
+
 def parse(args: Mapping[str, str]) -> Search:
     """Turn ``phone``, ``type``, ``failed``, ``instance``, ``since``, ``until``, ``limit``,
     ``before`` and ``after`` into a Search; raise BadParameter naming the first bad one."""
-    phone_text = _text(args, "phone")
-    try:
-        phone = parse_query(phone_text) if phone_text else None
-    except PhoneQueryError as exc:
-        raise BadParameter("phone", exc.message) from exc
-    since = _moment(args, "since", end_of_day=False)
-    until = _moment(args, "until", end_of_day=True)
-    if since and until and since >= until:
-        raise BadParameter("until", N_("The end of the date range must be after its start."))
+    phone = _phone(args)
+    since, until = _range(args)
     before, after = _cursor(args, "before"), _cursor(args, "after")
     if before is not None and after is not None:
         raise BadParameter("after", N_("Give either before or after, not both."))
@@ -68,6 +72,44 @@ def parse(args: Mapping[str, str]) -> Search:
         before=before,
         after=after,
     )
+
+
+def parse_messages(args: Mapping[str, str]) -> MessageSearch:
+    """Turn ``phone``, ``instance``, ``state``, ``messageId``, ``since``, ``until``,
+    ``limit`` and ``before`` into a MessageSearch; raise BadParameter naming a bad one."""
+    phone = _phone(args)
+    since, until = _range(args)
+    state = _text(args, "state").lower() or None
+    if state is not None and state not in STATES:
+        raise BadParameter("state", N_("Use one of: %(states)s."), states=", ".join(STATES))
+    return MessageSearch(
+        filters=MessageFilters(
+            phone=phone,
+            instance=_text(args, "instance") or None,
+            state=state,
+            message_id=_text(args, "messageId") or None,
+            since=since,
+            until=until,
+        ),
+        limit=_limit(args),
+        before=_cursor(args, "before"),
+    )
+
+
+def _phone(args: Mapping[str, str]) -> PhoneQuery | None:
+    phone_text = _text(args, "phone")
+    try:
+        return parse_query(phone_text) if phone_text else None
+    except PhoneQueryError as exc:
+        raise BadParameter("phone", exc.message) from exc
+
+
+def _range(args: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
+    since = _moment(args, "since", end_of_day=False)
+    until = _moment(args, "until", end_of_day=True)
+    if since and until and since >= until:
+        raise BadParameter("until", N_("The end of the date range must be after its start."))
+    return since, until
 
 
 def _text(args: Mapping[str, str], name: str) -> str:

@@ -12,6 +12,7 @@ DELIVERY_FIELDS = {
     "phone",
     "messageId",
     "zaapId",
+    "messageState",
     "momment",
     "error",
     "errorCode",

@@ -85,6 +85,11 @@ class MessageFacts:
         reached = [state for state in PROGRESS if state in self.steps]
         return reached[-1] if reached else QUEUED
 
+    @property
+    def first_at(self) -> datetime:
+        """The time of the earliest evidence, whichever step it showed."""
+        return min(step.at for step in self.steps.values())
+
     def with_evidence(self, evidence: Evidence) -> "MessageFacts":
         """This message with one more callback's evidence folded in."""
         step = self.steps.get(evidence.step)

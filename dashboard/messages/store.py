@@ -138,6 +138,7 @@ def _columns(facts: MessageFacts) -> dict:
         "phone_key_reversed": phones.reversed_key(phones.stored_key(facts.phone)),
         "content": facts.content,
         "state": facts.state,
+        "first_at": facts.first_at,
         "error": facts.error,
         "error_code": facts.error_code,
         "first_delivery_id": facts.first_delivery_id,

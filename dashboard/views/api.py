@@ -9,6 +9,7 @@ from flask_babel import gettext as _
 from .. import deliveries, live, search_params
 from ..errors import json_error
 from ..extensions import db
+from ..messages import queries, verdict
 from .live import refusal_message, socket_refusal
 from .search import shown_body
 
@@ -34,11 +35,9 @@ def list_deliveries():
         page = deliveries.search(
             transaction, query.filters, query.limit, before=query.before, after=query.after
         )
-    return jsonify(
-        items=[deliveries.to_json(delivery) for delivery in page.items],
-        next=page.older,
-        newer=page.newer,
-    )
+        states = queries.states_of(transaction, page.items)
+        items = [_with_state(delivery, states) for delivery in page.items]
+    return jsonify(items=items, next=page.older, newer=page.newer)
 
 
 # The converter's bound answers 404 for an id no database column could hold.
@@ -50,8 +49,43 @@ def delivery(delivery_id: int):
         if found is None:
             return json_error(404, _("No callback has the id %(id)d.", id=delivery_id))
         related = [other.id for other in deliveries.related(transaction, found)]
+        shown = _with_state(found, queries.states_of(transaction, [found]))
     payload = shown_body(found.raw).value
-    return jsonify({**deliveries.to_json(found), "payload": payload, "related": related})
+    return jsonify({**shown, "payload": payload, "related": related})
+
+
+def _with_state(delivery, states: dict[int, str]) -> dict:
+    # The state of the message the callback is about, or null for other kinds.
+    return {**deliveries.to_json(delivery), "messageState": states.get(delivery.id)}
+
+
+@bp.get("/messages")
+def list_messages():
+    """One page of the messages that match the filters, newest first, with the next cursor."""
+    try:
+        query = search_params.parse_messages(request.args)
+    except search_params.BadParameter as exc:
+        return _bad_parameter(exc.name, _(exc.message, **exc.params))
+    with db.reading() as transaction:
+        rows = queries.search(transaction, query.filters, query.limit + 1, before=query.before)
+        page = rows[: query.limit]
+        items = [_message_json(transaction, message) for message in page]
+    return jsonify(items=items, next=page[-1].id if len(rows) > query.limit else None)
+
+
+@bp.get("/messages/<row_id:message_pk>")
+def message(message_pk: int):
+    """One message: its steps, its decoded failure, the verdict and its callbacks."""
+    with db.reading() as transaction:
+        found = queries.get(transaction, message_pk)
+        if found is None:
+            return json_error(404, _("No message has the id %(id)d.", id=message_pk))
+        return jsonify(_message_json(transaction, found))
+
+
+def _message_json(transaction, found) -> dict:
+    evidence = [delivery.id for delivery in queries.callbacks(transaction, found)]
+    return verdict.to_json(found, evidence, queries.replies(transaction, found))
 
 
 @bp.get("/live/check")

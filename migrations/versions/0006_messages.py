@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("phone_key_reversed", KEY, nullable=True),
         sa.Column("content", sa.Text(), nullable=True),
         sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("first_at", dashboard.models.UTCDateTime(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("error_code", sa.String(length=255), nullable=True),
         *step_columns,
@@ -54,6 +55,7 @@ def upgrade() -> None:
     with op.batch_alter_table("messages", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_messages_message_id"), ["message_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_messages_zaap_id"), ["zaap_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_messages_first_at"), ["first_at"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_messages_last_delivery_id"), ["last_delivery_id"], unique=False
         )

@@ -1,0 +1,89 @@
+"""GET /api/messages and /api/messages/<id>, and each callback's messageState."""
+
+import pytest
+
+from .support import signed_in_client, store_all
+from .test_messages import sent, status
+
+REPLY = {
+    "type": "ReceivedCallback",
+    "instanceId": "I1",
+    "messageId": "C1",
+    "phone": "5544999999999",
+    "fromMe": False,
+    "text": {"message": "chegou, obrigado"},
+}
+
+
+@pytest.fixture
+def api(app):
+    """A signed-in viewer's client, asking for English."""
+    return signed_in_client(app)
+
+
+def test_a_message_answers_with_its_steps_verdict_and_evidence(api):
+    stored = store_all([sent(), status("SENT", 1), status("RECEIVED", 2), status("READ", 63)])
+    listing = api.get("/api/messages?phone=44 99999-9999")
+    assert listing.status_code == 200, listing.get_data(as_text=True)
+    (item,) = listing.json["items"]
+    assert listing.json["next"] is None
+    assert item["state"] == "read"
+    assert [step["state"] for step in item["steps"]] == ["queued", "sent", "received", "read"]
+    assert item["steps"][-1]["at"] == "2026-05-01T12:01:03Z"
+    assert item["verdict"] == "Read at 2026-05-01 12:01 UTC."
+    assert item["callbacks"] == [recorded.id for recorded in stored]
+    assert item["failure"] is None
+    assert api.get(f"/api/messages/{item['id']}").json == item
+
+
+def test_a_pasted_zaap_id_or_message_id_finds_its_message(api):
+    store_all([sent("M1"), sent("M2")])
+    by_zaap = api.get("/api/messages?messageId=Z-M2").json["items"]
+    by_message = api.get("/api/messages?messageId=M2").json["items"]
+    assert [m["messageId"] for m in by_zaap] == [m["messageId"] for m in by_message] == ["M2"]
+
+
+def test_a_failed_message_says_why_in_plain_words_in_the_readers_language(api, app):
+    store_all([sent(error="Phone number does not exist")])
+    (item,) = api.get("/api/messages?state=failed").json["items"]
+    assert item["failure"]["category"] == "invalid-number"
+    assert item["verdict"] == "Failed: Invalid number."
+    portuguese = signed_in_client(app, "paula")
+    answer = portuguese.get(f"/api/messages/{item['id']}", headers={"Accept-Language": "pt-BR"})
+    assert answer.json["verdict"].startswith("Falhou")
+    assert answer.json["verdict"] != item["verdict"]
+
+
+def test_a_delivery_without_statuses_warns_it_is_not_proof_and_replies_count(api):
+    store_all([sent(), REPLY])
+    (item,) = api.get("/api/messages").json["items"]
+    assert item["state"] == "queued"
+    assert "does not mean the customer received it" in item["verdict"]
+    assert "The customer replied at" in item["verdict"]
+    assert len(item["replies"]) == 1
+
+
+def test_each_callback_carries_the_state_of_its_message(api):
+    store_all([sent(), status("RECEIVED", 2), REPLY])
+    items = api.get("/api/deliveries").json["items"]
+    assert [item["messageState"] for item in items] == [None, "received", "received"]
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [("state=lost", "state"), ("before=x", "before"), ("limit=0", "limit"), ("phone=abc", "phone")],
+)
+def test_bad_parameters_get_a_400_naming_them(api, query, parameter):
+    answer = api.get(f"/api/messages?{query}")
+    assert answer.status_code == 400
+    assert answer.json["parameter"] == parameter
+
+
+def test_an_unknown_message_is_a_404_that_says_so(api):
+    answer = api.get("/api/messages/999")
+    assert answer.status_code == 404
+    assert "No message has the id 999" in answer.json["error"]
+
+
+def test_messages_need_a_sign_in(app):
+    assert app.test_client().get("/api/messages").status_code == 401
