@@ -21,6 +21,9 @@ MIN_SECRET_LENGTH = 8
 # The escapes JSON writers use for these characters besides \uXXXX.
 _JSON_ESCAPES = {"/": r"\/", '"': r"\"", "\\": r"\\"}
 
+# The app's own secrets (its data dir's keys and tokens), and those met since (Z-API's).
+_app_secrets: set[str] = set()
+_met_secrets: set[str] = set()
 _known: set[str] = set()
 _lock = threading.Lock()
 _pattern: re.Pattern | None = None
@@ -28,12 +31,32 @@ _pattern: re.Pattern | None = None
 
 def keep_secret(*values: str | None) -> None:
     """Have ``scrub`` (and so every protected log) remove these values from now on."""
-    global _pattern
-    fresh = {value for value in values if value and len(value) >= MIN_SECRET_LENGTH}
     with _lock:
-        if not fresh <= _known:
-            _known.update(fresh)
-            _pattern = _alternatives(_known)
+        _met_secrets.update(_long_enough(values))
+        _rebuild()
+
+
+def keep_app_secrets(*values: str | None) -> None:
+    """Scrub the secrets of the app being made, in place of an earlier app's in this process.
+
+    A server process makes one app; a process that makes many (a test run) would otherwise
+    scrub every log line against the secrets of all of them, ever slower.
+    """
+    with _lock:
+        _app_secrets.clear()
+        _app_secrets.update(_long_enough(values))
+        _rebuild()
+
+
+def _long_enough(values) -> set[str]:
+    return {value for value in values if value and len(value) >= MIN_SECRET_LENGTH}
+
+
+def _rebuild() -> None:
+    global _known, _pattern
+    known = _app_secrets | _met_secrets
+    if known != _known:
+        _known, _pattern = known, _alternatives(known)
 
 
 def scrub(text: str, *secrets: str | None) -> str:
@@ -46,7 +69,7 @@ def scrub(text: str, *secrets: str | None) -> str:
     for pattern, placeholder in SECRET_PATHS:
         text = pattern.sub(rf"\g<1>{placeholder}", text)
     text = API_TOKEN.sub(REDACTED, text)
-    extra = {value for value in secrets if value and len(value) >= MIN_SECRET_LENGTH}
+    extra = _long_enough(secrets)
     pattern = _alternatives(_known | extra) if extra - _known else _pattern
     return pattern.sub(REDACTED, text) if pattern else text
 

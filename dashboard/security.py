@@ -88,7 +88,7 @@ def keep_secrets(app: Flask) -> None:
     Audit lines written before outcomes were scrubbed may hold the webhook token in clear;
     they are rewritten at each start (and ``db upgrade``), with the secrets of now.
     """
-    logs.keep_secret(*(app.config.get(name) for name in APP_SECRETS))
+    logs.keep_app_secrets(*(app.config.get(name) for name in APP_SECRETS))
     try:
         _scrub_stored_changes()
     except SQLAlchemyError as exc:

@@ -3,7 +3,8 @@ from urllib.parse import quote
 
 import pytest
 
-from dashboard.logs import keep_secret, protect, scrub
+from dashboard import create_app
+from dashboard.logs import REDACTED, keep_secret, protect, scrub
 
 from .support import secret_forms
 
@@ -88,3 +89,12 @@ def test_database_reason_keeps_the_values_out(app):
         session.execute(text("SELECT * FROM no_such_table WHERE phone = :p"), {"p": "5544999"})
     assert "5544999" in str(caught.value)
     assert database_reason(caught.value) == "no such table: no_such_table"
+
+
+def test_a_new_app_scrubs_its_own_secrets_in_place_of_the_last_apps(tmp_path):
+    # One app per server process; a process making many must not scrub every line
+    # against the secrets of all of them, each app slower than the last.
+    apps = [create_app({"TESTING": True, "DATA_DIR": str(tmp_path / f"d{n}")}) for n in range(3)]
+    newest = apps[-1].config["WEBHOOK_TOKEN"]
+    assert scrub(f"token {newest}") == f"token {REDACTED}"
+    assert apps[0].config["WEBHOOK_TOKEN"] in scrub(f"token {apps[0].config['WEBHOOK_TOKEN']}")
