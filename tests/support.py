@@ -374,7 +374,18 @@ def secret_forms(secret: str) -> list[str]:
 
 
 def database_bytes(data_dir: Path | str) -> bytes:
-    """The SQLite file of ``data_dir`` and its -wal, as they are on the disk."""
+    """What the database of ``data_dir`` holds: its SQLite file and -wal as they are on the
+    disk, or on PostgreSQL every row of every table as text."""
+    if on_postgres():
+        tables = query(
+            data_dir, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+        rows = [
+            row
+            for (table,) in tables
+            for row in query(data_dir, f'SELECT t::text FROM "{table}" t')
+        ]
+        return "\n".join(text for (text,) in rows).encode()
     database = Path(data_dir) / "dashboard.sqlite3"
     files = (database, Path(f"{database}-wal"))
     return b"".join(path.read_bytes() for path in files if path.is_file())

@@ -2,7 +2,6 @@
 
 import datetime
 import ipaddress
-import os
 import re
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from dashboard.models import Delivery, SettingsChange
 from .support import (
     TOKEN,
     Server,
+    child_env,
     create_user_with_cli,
     csrf_token,
     english_client,
@@ -89,12 +89,8 @@ def start_https_server(data_dir: Path, cert: Path, key: Path) -> Server:
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir.parent / "gunicorn.log"
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
-    environment = {
-        **inherited,
-        "DASHBOARD_DATA_DIR": str(data_dir),
-        "DASHBOARD_WEBHOOK_TOKEN": TOKEN,
-    }
+    # On the database of this run, as the in-process app on the same data dir.
+    environment = child_env(data_dir, DASHBOARD_WEBHOOK_TOKEN=TOKEN)
     command = [
         sys.executable,
         "-m",

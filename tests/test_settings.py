@@ -5,7 +5,6 @@ import json
 import logging
 import re
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,7 +18,7 @@ from dashboard import zapi as zapi_module
 from dashboard.extensions import db, vault
 from dashboard.models import SettingsChange
 
-from .support import csrf_token, free_port, secret_forms
+from .support import csrf_token, database_bytes, free_port, secret_forms
 
 INSTANCE_ID = "3C9E1A2B4D5F60718293A4B5C6D7E8F9"
 INSTANCE_TOKEN = "A1B2C3D4E5F6A7B8C9D0E1F2"
@@ -398,10 +397,7 @@ def test_no_secret_in_logs_pages_json_or_database_files(app, zapi_admin, httpser
     served.append(post_button(zapi_admin, "/settings/check").get_data(as_text=True))
     served.append(zapi_admin.get("/settings").get_data(as_text=True))
     served.append(json.dumps(zapi_admin.get("/api/status").json))
-    database = Path(app.config["DATA_DIR"]) / "dashboard.sqlite3"
-    stored = b"".join(
-        path.read_bytes() for path in database.parent.glob("dashboard.sqlite3*") if path.is_file()
-    )
+    stored = database_bytes(app.config["DATA_DIR"])
     # "werkzeug" records here are the fake Z-API server's own request log, not ours.
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name != "werkzeug")
     assert "update-webhook-delivery" in logged
