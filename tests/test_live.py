@@ -21,6 +21,7 @@ from .support import (
     cli_command,
     create_user_with_cli,
     csrf_token,
+    on_postgres,
     reset_postgres,
     start_server,
     stop_server,
@@ -99,7 +100,12 @@ def test_every_client_gets_every_delivery_once_and_in_order(started, sockets):
 
     assert len(set(posted)) == 100
     for ws in clients:
-        assert delivery_ids(ws, final, deadline) == [*sorted(posted), final]
+        received = delivery_ids(ws, final, deadline)
+        if on_postgres():
+            # Two workers' ids can commit out of order there; a late one is sent when it
+            # commits (docs/live-feed.md), still once, and before the last row of all.
+            received[:-1] = sorted(received[:-1])
+        assert received == [*sorted(posted), final]
 
 
 def test_two_instances_on_postgres_fan_out_to_every_client(started, sockets, tmp_path):
