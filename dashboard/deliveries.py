@@ -24,7 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .messages import store as messages
-from .models import Delivery, RejectedRequest, StatusMessageId, UTCDateTime, utcnow
+from .models import Delivery, RejectedRequest, StatusMessageId, UTCDateTime, iso_utc, utcnow
 from .payloads import Callback
 from .phones import PhoneQuery, display, reversed_range
 
@@ -74,7 +74,7 @@ def record(session: Session, callbacks: Sequence[Callback]) -> list[Recorded]:
     if status_rows:
         connection.execute(statements.insert_status_ids, status_rows)
     # A repeat of a stored callback is no new news about its message: only new rows count.
-    messages.record(session, [(firsts[key], stored[key].id) for key in new_keys], now)
+    messages.record(session, [(firsts[key], stored[key].id, now) for key in new_keys])
 
     results, seen = [], set()
     for callback in callbacks:
@@ -135,7 +135,7 @@ def to_json(delivery: Delivery) -> dict:
     """A stored callback in the public JSON shape, with Z-API's own camelCase names."""
     return {
         "id": delivery.id,
-        "receivedAt": delivery.received_at.isoformat().replace("+00:00", "Z"),
+        "receivedAt": iso_utc(delivery.received_at),
         "type": delivery.type,
         "instanceId": delivery.instance_id,
         "phone": delivery.phone,

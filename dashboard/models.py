@@ -53,6 +53,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_utc(moment: datetime) -> str:
+    """A stored time as the API writes it: ISO 8601 in UTC, ending in Z."""
+    return moment.isoformat().replace("+00:00", "Z")
+
+
 # Keys are compared byte by byte on every database, so that a range of them is a prefix
 # search (PostgreSQL's default collation would not keep "9999" < "999:").
 _BYTEWISE_TEXT = String(255).with_variant(String(255, collation="C"), "postgresql")

@@ -6,8 +6,10 @@ commit) stores callbacks and updates their messages together, or neither.
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
+from typing import NamedTuple
 
-from sqlalchemy import Table, bindparam, select, tuple_
+from sqlalchemy import Executable, Table, bindparam, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -62,8 +64,8 @@ def evidence_of(callback: Callback, delivery_id: int, received_at: datetime) -> 
     return []
 
 
-def update(session: Session, evidence: list[Evidence]) -> None:
-    """Fold ``evidence`` into the stored messages it is about, creating the new ones."""
+def _update(session: Session, evidence: list[Evidence]) -> None:
+    # Fold the evidence into the stored messages it is about, creating the new ones.
     pending = evidence
     # Twice at most: on PostgreSQL another instance may create one of our new messages
     # between our read and our insert; its row is then read, locked and folded into.
@@ -77,7 +79,8 @@ def update(session: Session, evidence: list[Evidence]) -> None:
             if key in known
         ]
         if changed:
-            session.connection().execute(_update_statement(), changed)
+            statements = _statements(session.get_bind().dialect.name)
+            session.connection().execute(statements.update, changed)
         new = [_columns(facts) for key, facts in sorted(folded.items()) if key not in known]
         created = _insert_new(session, new)
         pending = [item for item in pending if item.key not in known and item.key not in created]
@@ -89,35 +92,44 @@ def update(session: Session, evidence: list[Evidence]) -> None:
 def _locked(session: Session, keys: list[tuple[str, str]]) -> dict[tuple, tuple[int, MessageFacts]]:
     if not keys:
         return {}
-    query = (
-        select(_TABLE)
-        .where(tuple_(_TABLE.c.instance_id, _TABLE.c.message_id).in_(keys))
-        .order_by(_TABLE.c.instance_id, _TABLE.c.message_id)
-        # On PostgreSQL, writers of one message wait for each other, in one order.
-        .with_for_update()
-    )
-    return {
-        (row.instance_id, row.message_id): (row.id, _facts(row))
-        for row in session.connection().execute(query)
-    }
+    statements = _statements(session.get_bind().dialect.name)
+    rows = session.connection().execute(statements.locked, {"keys": keys})
+    return {(row.instance_id, row.message_id): (row.id, _facts(row)) for row in rows}
 
 
 def _insert_new(session: Session, rows: list[dict]) -> set[tuple[str, str]]:
     if not rows:
         return set()
-    dialect = session.get_bind().dialect.name
-    statement = (
-        _INSERTS[dialect](_TABLE)
+    statements = _statements(session.get_bind().dialect.name)
+    # SQLAlchemy sends these as few multi-row INSERTs, RETURNING what each one created.
+    return {tuple(found) for found in session.connection().execute(statements.insert, rows)}
+
+
+class _Statements(NamedTuple):
+    locked: Executable
+    insert: Executable
+    update: Executable
+
+
+@cache
+def _statements(dialect_name: str) -> _Statements:
+    # Built once, as the callbacks' own: every write batch runs them.
+    key = tuple_(_TABLE.c.instance_id, _TABLE.c.message_id)
+    locked = (
+        select(_TABLE)
+        .where(key.in_(bindparam("keys", expanding=True)))
+        .order_by(_TABLE.c.instance_id, _TABLE.c.message_id)
+        # On PostgreSQL, writers of one message wait for each other, in one order.
+        .with_for_update()
+    )
+    insert = (
+        _INSERTS[dialect_name](_TABLE)
         .on_conflict_do_nothing(index_elements=[_TABLE.c.instance_id, _TABLE.c.message_id])
         .returning(_TABLE.c.instance_id, _TABLE.c.message_id)
     )
-    # SQLAlchemy sends these as few multi-row INSERTs, RETURNING what each one created.
-    return {tuple(found) for found in session.connection().execute(statement, rows)}
-
-
-def _update_statement():
     values = {name: bindparam(name) for name in _columns_names()}
-    return _TABLE.update().where(_TABLE.c.id == bindparam("row_id")).values(values)
+    update = _TABLE.update().where(_TABLE.c.id == bindparam("row_id")).values(values)
+    return _Statements(locked, insert, update)
 
 
 def _columns_names() -> list[str]:
@@ -167,12 +179,12 @@ def _facts(row) -> MessageFacts:
     )
 
 
-def record(session: Session, stored: Iterable[tuple[Callback, int]], received_at: datetime) -> None:
-    """Update the messages of callbacks just stored (each with its new row id)."""
+def record(session: Session, stored: Iterable[tuple[Callback, int, datetime]]) -> None:
+    """Update the messages of callbacks just stored, each with its row id and arrival time."""
     evidence = [
         item
-        for callback, delivery_id in stored
+        for callback, delivery_id, received_at in stored
         for item in evidence_of(callback, delivery_id, received_at)
     ]
     if evidence:
-        update(session, evidence)
+        _update(session, evidence)

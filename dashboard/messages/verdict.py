@@ -4,7 +4,7 @@ from datetime import datetime
 
 from flask_babel import gettext as _
 
-from ..models import Delivery, Message
+from ..models import Delivery, Message, iso_utc
 from ..phones import display
 from . import failures, states
 
@@ -62,7 +62,7 @@ def failure_of(message: Message) -> dict | None:
 def to_json(message: Message, callback_ids: list[int], replies: list[Delivery]) -> dict:
     """A message in the public JSON shape: its steps, failure, verdict and evidence."""
     steps = [
-        {"state": state, "at": _iso(at), "count": getattr(message, f"{state}_count")}
+        {"state": state, "at": iso_utc(at), "count": getattr(message, f"{state}_count")}
         for state in states.STATES
         if (at := getattr(message, f"{state}_at")) is not None
     ]
@@ -80,10 +80,8 @@ def to_json(message: Message, callback_ids: list[int], replies: list[Delivery]) 
         "errorCode": message.error_code,
         "failure": failure_of(message),
         "verdict": verdict(message, replies),
-        "replies": [{"id": reply.id, "receivedAt": _iso(reply.received_at)} for reply in replies],
+        "replies": [
+            {"id": reply.id, "receivedAt": iso_utc(reply.received_at)} for reply in replies
+        ],
         "callbacks": callback_ids,
     }
-
-
-def _iso(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")

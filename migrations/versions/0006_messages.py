@@ -86,13 +86,13 @@ def _backfill() -> None:
         ).all()
         if not rows:
             return
-        evidence, flags = [], []
+        parsed, flags = [], []
         for row in rows:
             try:
                 callback = payloads.parse(row.raw.encode("utf-8", "surrogatepass"))
             except payloads.InvalidCallback:
                 continue  # kept as it came, and shown raw; it tells of no message
-            evidence.extend(store.evidence_of(callback, row.id, row.received_at))
+            parsed.append((callback, row.id, row.received_at))
             if callback.from_me is not None:
                 flags.append({"row_id": row.id, "flag": callback.from_me})
         if flags:
@@ -102,8 +102,7 @@ def _backfill() -> None:
                 .values(from_me=sa.bindparam("flag")),
                 flags,
             )
-        if evidence:
-            store.update(session, evidence)
+        store.record(session, parsed)
         last_id = rows[-1].id
 
 
