@@ -4,13 +4,13 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, func, select, text
 
 from dashboard import migrate
 from dashboard.extensions import db
-from dashboard.messages import states
+from dashboard.messages import states, store
 from dashboard.messages.states import Evidence, MessageFacts
 from dashboard.models import Message
 
@@ -205,6 +205,35 @@ def test_the_same_callbacks_stored_in_another_order_make_the_same_row(app):
 def _comparable(row: Message) -> dict:
     ignored = {"id", "first_delivery_id", "last_delivery_id"}
     return {c.name: getattr(row, c.name) for c in Message.__table__.c if c.name not in ignored}
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(EVIDENCE, min_size=1, max_size=12),
+    st.lists(st.integers(1, 4), min_size=1, max_size=6),
+)
+def test_the_stored_row_is_the_pure_fold_however_the_writes_split_it(app, evidence, cuts):
+    # The database merges each write's fold into the stored row in SQL; it must agree with
+    # folding every callback at once in Python, on SQLite and on PostgreSQL alike.
+    with db.writing() as session:
+        session.execute(text("DELETE FROM messages"))
+    start = 0
+    for size in [*cuts, len(evidence)]:
+        if start < len(evidence):
+            with db.writing() as session:
+                store.merge(session, evidence[start : start + size])
+        start += size
+    expected = {key: store.columns(facts) for key, facts in states.fold(evidence).items()}
+    with db.reading() as session:
+        stored = {
+            (row.instance_id, row.message_id): {
+                name: getattr(row, name) for name in expected[row.instance_id, row.message_id]
+            }
+            for row in session.scalars(select(Message))
+        }
+    assert stored == expected
 
 
 def test_the_migration_builds_the_messages_of_callbacks_already_stored(tmp_path):

@@ -7,9 +7,8 @@ commit) stores callbacks and updates their messages together, or neither.
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
-from typing import NamedTuple
 
-from sqlalchemy import Executable, Table, bindparam, select, tuple_
+from sqlalchemy import Executable, Table, and_, case, func, or_, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -17,7 +16,7 @@ from .. import phones
 from ..models import Message
 from ..payloads import Callback
 from . import states
-from .states import Evidence, MessageFacts, Step
+from .states import Evidence, MessageFacts
 
 _INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _TABLE: Table = Message.__table__
@@ -64,79 +63,117 @@ def evidence_of(callback: Callback, delivery_id: int, received_at: datetime) -> 
     return []
 
 
-def _update(session: Session, evidence: list[Evidence]) -> None:
-    # Fold the evidence into the stored messages it is about, creating the new ones.
-    pending = evidence
-    # Twice at most: on PostgreSQL another instance may create one of our new messages
-    # between our read and our insert; its row is then read, locked and folded into.
-    for _attempt in range(2):
-        keys = sorted({item.key for item in pending})
-        known = _locked(session, keys)
-        folded = states.fold(pending, {key: facts for key, (_id, facts) in known.items()})
-        changed = [
-            {"row_id": known[key][0], **_columns(facts)}
-            for key, facts in folded.items()
-            if key in known
-        ]
-        if changed:
-            statements = _statements(session.get_bind().dialect.name)
-            session.connection().execute(statements.update, changed)
-        new = [_columns(facts) for key, facts in sorted(folded.items()) if key not in known]
-        created = _insert_new(session, new)
-        pending = [item for item in pending if item.key not in known and item.key not in created]
-        if not pending:
-            return
-    raise RuntimeError("messages changed under this write twice; the write is retried")
-
-
-def _locked(session: Session, keys: list[tuple[str, str]]) -> dict[tuple, tuple[int, MessageFacts]]:
-    if not keys:
-        return {}
-    statements = _statements(session.get_bind().dialect.name)
-    rows = session.connection().execute(statements.locked, {"keys": keys})
-    return {(row.instance_id, row.message_id): (row.id, _facts(row)) for row in rows}
-
-
-def _insert_new(session: Session, rows: list[dict]) -> set[tuple[str, str]]:
-    if not rows:
-        return set()
-    statements = _statements(session.get_bind().dialect.name)
-    # SQLAlchemy sends these as few multi-row INSERTs, RETURNING what each one created.
-    return {tuple(found) for found in session.connection().execute(statements.insert, rows)}
-
-
-class _Statements(NamedTuple):
-    locked: Executable
-    insert: Executable
-    update: Executable
+def merge(session: Session, evidence: list[Evidence]) -> None:
+    """Fold ``evidence`` into the stored messages it is about, creating the new ones."""
+    # The batch's evidence is folded per message here, then merged into the stored rows by
+    # one upsert: no read first, and on PostgreSQL the upsert's own row lock orders writers
+    # of the same message, whichever instance they run in.
+    folded = states.fold(evidence)
+    rows = [columns(facts) for _key, facts in sorted(folded.items())]
+    session.connection().execute(_upsert(session.get_bind().dialect.name), rows)
 
 
 @cache
-def _statements(dialect_name: str) -> _Statements:
-    # Built once, as the callbacks' own: every write batch runs them.
-    key = tuple_(_TABLE.c.instance_id, _TABLE.c.message_id)
-    locked = (
-        select(_TABLE)
-        .where(key.in_(bindparam("keys", expanding=True)))
-        .order_by(_TABLE.c.instance_id, _TABLE.c.message_id)
-        # On PostgreSQL, writers of one message wait for each other, in one order.
-        .with_for_update()
+def _upsert(dialect_name: str) -> Executable:
+    # Built once, as the callbacks' own statements: every write batch runs it.
+    insert = _INSERTS[dialect_name](_TABLE)
+    merged = _Merge(dialect_name, _TABLE.c, insert.excluded)
+    return insert.on_conflict_do_update(
+        index_elements=[_TABLE.c.instance_id, _TABLE.c.message_id], set_=merged.values()
     )
-    insert = (
-        _INSERTS[dialect_name](_TABLE)
-        .on_conflict_do_nothing(index_elements=[_TABLE.c.instance_id, _TABLE.c.message_id])
-        .returning(_TABLE.c.instance_id, _TABLE.c.message_id)
+
+
+class _Merge:
+    """The stored row and the batch's fold of one message merged, as SQL: what
+    ``MessageFacts.with_evidence`` does one callback at a time, for two folds at once."""
+
+    def __init__(self, dialect_name: str, stored, new):
+        self.stored, self.new = stored, new
+        self.least = func.least if dialect_name == "postgresql" else func.min
+        self.greatest = func.greatest if dialect_name == "postgresql" else func.max
+        # Python's order of strings is by code point; PostgreSQL's default collation is not.
+        self.text = (lambda column: column.collate("C")) if dialect_name == "postgresql" else None
+
+    def values(self) -> dict:
+        """Every column's merged value, each computed from the stored row and the new fold."""
+        at = {state: self._least(f"{state}_at") for state in states.STATES}
+        counts = {
+            f"{state}_count": self.stored[f"{state}_count"] + self.new[f"{state}_count"]
+            for state in states.STATES
+        }
+        phone_from_new = self._prefers_new_phone()
+        failure_from_new = self._prefers_new_failure()
+        return {
+            **{f"{state}_at": value for state, value in at.items()},
+            **counts,
+            "state": _state_of(at),
+            "first_at": self._least("first_at"),
+            "zaap_id": self._least("zaap_id", text=True),
+            "content": self._least("content", text=True),
+            "phone": self._pick(phone_from_new, "phone"),
+            "phone_key_reversed": self._pick(phone_from_new, "phone_key_reversed"),
+            "error": self._pick(failure_from_new, "error"),
+            "error_code": self._pick(failure_from_new, "error_code"),
+            "first_delivery_id": self._least("first_delivery_id"),
+            "last_delivery_id": self.greatest(
+                self.stored.last_delivery_id, self.new.last_delivery_id
+            ),
+        }
+
+    def _least(self, name: str, text: bool = False):
+        # NULL means "no evidence yet": the other side wins, as in states._least.
+        stored, new = self.stored[name], self.new[name]
+        if text and self.text:
+            stored, new = self.text(stored), self.text(new)
+        return self.least(func.coalesce(stored, new), func.coalesce(new, stored))
+
+    def _pick(self, from_new, name: str):
+        return case((from_new, self.new[name]), else_=self.stored[name])
+
+    def _prefers_new_phone(self):
+        # A number reads better than WhatsApp's LID of it (states._phone_preference).
+        stored, new = self.stored.phone, self.new.phone
+        stored_is_lid, new_is_lid = _is_lid(stored), _is_lid(new)
+        return or_(
+            stored.is_(None),
+            and_(new.is_not(None), stored_is_lid, ~new_is_lid),
+            and_(new.is_not(None), stored_is_lid == new_is_lid, self._less(new, stored)),
+        )
+
+    def _prefers_new_failure(self):
+        # The first failure tells why; ties go by text (MessageFacts._fails_earlier).
+        stored, new = self.stored, self.new
+        earlier = tuple_(new.failed_at, self._text(new.error), self._text(new.error_code)) < (
+            tuple_(stored.failed_at, self._text(stored.error), self._text(stored.error_code))
+        )
+        return or_(stored.failed_at.is_(None), and_(new.failed_at.is_not(None), earlier))
+
+    def _text(self, column):
+        value = func.coalesce(column, "")
+        return self.text(value) if self.text else value
+
+    def _less(self, left, right):
+        return (self.text(left) < self.text(right)) if self.text else (left < right)
+
+
+def _is_lid(phone):
+    return func.substr(phone, func.length(phone) - 3) == "@lid"
+
+
+def _state_of(at: dict):
+    # MessageFacts.state in SQL: a failure stands until evidence of receipt, else the
+    # furthest step of the road reached.
+    no_receipt = and_(*(at[state].is_(None) for state in states.RECEIPTS))
+    furthest = [(at[state].is_not(None), state) for state in reversed(states.PROGRESS)]
+    return case(
+        (and_(at[states.FAILED].is_not(None), no_receipt), states.FAILED),
+        *furthest,
+        else_=states.QUEUED,
     )
-    values = {name: bindparam(name) for name in _columns_names()}
-    update = _TABLE.update().where(_TABLE.c.id == bindparam("row_id")).values(values)
-    return _Statements(locked, insert, update)
 
 
-def _columns_names() -> list[str]:
-    return [column.name for column in _TABLE.c if column.name != "id"]
-
-
-def _columns(facts: MessageFacts) -> dict:
+def columns(facts: MessageFacts) -> dict:
+    """The messages table's columns of ``facts``."""
     steps = {}
     for state in states.STATES:
         step = facts.steps.get(state)
@@ -159,26 +196,6 @@ def _columns(facts: MessageFacts) -> dict:
     }
 
 
-def _facts(row) -> MessageFacts:
-    steps = {
-        state: Step(getattr(row, f"{state}_at"), getattr(row, f"{state}_count"))
-        for state in states.STATES
-        if getattr(row, f"{state}_at") is not None
-    }
-    return MessageFacts(
-        instance_id=row.instance_id,
-        message_id=row.message_id,
-        steps=steps,
-        zaap_id=row.zaap_id,
-        phone=row.phone,
-        content=row.content,
-        error=row.error,
-        error_code=row.error_code,
-        first_delivery_id=row.first_delivery_id,
-        last_delivery_id=row.last_delivery_id,
-    )
-
-
 def record(session: Session, stored: Iterable[tuple[Callback, int, datetime]]) -> None:
     """Update the messages of callbacks just stored, each with its row id and arrival time."""
     evidence = [
@@ -187,4 +204,4 @@ def record(session: Session, stored: Iterable[tuple[Callback, int, datetime]]) -
         for item in evidence_of(callback, delivery_id, received_at)
     ]
     if evidence:
-        _update(session, evidence)
+        merge(session, evidence)
