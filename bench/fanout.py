@@ -51,7 +51,7 @@ from common import (
 )
 
 from dashboard.live import SQLITE_WATCH_SECONDS
-from dashboard.server import DEFAULT_THREADS, DEFAULT_WORKERS
+from dashboard.server.gunicorn import DEFAULT_THREADS, DEFAULT_WORKERS
 
 GOAL_P99_MS = 100.0
 GOAL_MAX_MS = 500.0

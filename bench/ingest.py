@@ -36,7 +36,7 @@ from common import (
     wait_until_serving,
 )
 
-from dashboard.server import DEFAULT_THREADS, DEFAULT_WORKERS
+from dashboard.server.gunicorn import DEFAULT_THREADS, DEFAULT_WORKERS
 
 BENCH_DIR = Path(__file__).resolve().parent
 LAUNCHER = BENCH_DIR / "launch.py"

@@ -49,7 +49,7 @@ from common import (
 )
 
 from dashboard.notifications import CHANNEL
-from dashboard.server import DEFAULT_THREADS, DEFAULT_WORKERS
+from dashboard.server.gunicorn import DEFAULT_THREADS, DEFAULT_WORKERS
 
 try:
     import psycopg

@@ -2,14 +2,15 @@
 
 Usage: python bench/launch.py {bare,dashboard} --port P --workers N --threads N
 
-Both servers get their settings from ``dashboard.server.server_options`` and run through
+Both servers get their settings from ``dashboard.server.gunicorn.server_options`` and run through
 ``DashboardServer``'s configuration path, so the only difference between them is the app.
 """
 
 import argparse
 
-from dashboard import create_app, server
+from dashboard import create_app
 from dashboard.extensions import db
+from dashboard.server import gunicorn as server
 
 
 def benchmark_options(port: int, workers: int, threads: int) -> dict:

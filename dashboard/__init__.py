@@ -6,7 +6,8 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import auth, config, disk, errors, i18n, logs, migrate, navigation, security, views
+from . import config, disk, errors, i18n, logs, migrate, navigation, security, views
+from .accounts import login as auth
 from .config import ConfigError
 from .extensions import babel, csrf, db, sock, vault
 from .logs import database_reason

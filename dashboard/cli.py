@@ -9,20 +9,14 @@ import click
 from flask import Flask
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import (
-    accounts,
-    backup,
-    create_app,
-    leases,
-    migrate,
-    retention,
-    server,
-    server_lock,
-    settings,
-)
+from . import backup, create_app, leases, migrate, retention
+from .accounts import users as accounts
 from .config import MAX_RETENTION_DAYS, ConfigError
 from .extensions import db
 from .logs import database_reason
+from .server import gunicorn as server
+from .server import lock as server_lock
+from .settings import store as settings
 
 # Where `serve` listens by default, and what `webhook-url` falls back to.
 LOCAL_URL = "http://127.0.0.1:8000"

@@ -7,7 +7,7 @@ from flask_wtf.csrf import CSRFProtect
 
 from .database import Database
 from .live import Hub
-from .vault import Vault
+from .settings.vault import Vault
 from .writer import BatchWriter
 
 db = Database()

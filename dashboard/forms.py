@@ -9,7 +9,7 @@ from wtforms import BooleanField, PasswordField, SelectField, StringField, Valid
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, InputRequired, Length, Optional, Regexp
 
-from .accounts import MIN_PASSWORD_LENGTH, PASSWORD_TOO_SHORT
+from .accounts.users import MIN_PASSWORD_LENGTH, PASSWORD_TOO_SHORT
 
 
 def _role_choices():

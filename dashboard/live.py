@@ -21,7 +21,8 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from . import accounts, deliveries, metrics, notifications
+from . import deliveries, metrics, notifications
+from .accounts import users as accounts
 from .database import Database
 from .logs import database_reason
 

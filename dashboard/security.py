@@ -11,10 +11,11 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import logs, settings
+from . import logs
 from .extensions import db, vault
 from .logs import database_reason
 from .models import SettingsChange
+from .settings import store as settings
 
 # No inline script or style anywhere, so the policy needs no 'unsafe-*' escape hatch.
 CONTENT_SECURITY_POLICY = "; ".join(

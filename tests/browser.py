@@ -24,6 +24,8 @@ LAUNCH_OPTIONS = {
 }
 TIMEOUT_MS = 30_000
 LOCAL_HOST = "127.0.0.1"
+# A phone held upright: the narrowest screen every page must fit without sideways scrolling.
+PHONE_VIEWPORT = {"width": 390, "height": 844}
 
 # Init scripts run through the devtools protocol, outside the page's CSP.
 CSP_LISTENER = """
@@ -115,6 +117,23 @@ class Visitor:
         assert response.status == status, f"{target} answered {response.status}"
         self.assert_clean()
         return response
+
+    def assert_fits_the_width(self) -> None:
+        """Fail if the page scrolls sideways or any element sticks out past its right edge."""
+        overflow = self.page.evaluate(
+            """() => {
+                const width = document.documentElement.clientWidth;
+                const wide = [...document.querySelectorAll("body *")].filter((element) => {
+                    const box = element.getBoundingClientRect();
+                    return box.width > 0 && box.right > width + 1;
+                });
+                return {
+                    scroll: document.documentElement.scrollWidth - width,
+                    wide: wide.slice(0, 5).map((e) => e.outerHTML.slice(0, 120)),
+                };
+            }"""
+        )
+        assert overflow["scroll"] <= 0 and not overflow["wide"], overflow
 
     def submit(self, button: Locator) -> None:
         """Click ``button``, wait for the page it leads to, and check the watchdog."""

@@ -182,7 +182,7 @@ def csrf_token(html: str) -> str:
 
 def make_user(username: str, role: str = "admin", password: str = PASSWORD):
     """Create an account directly in the database of the current app."""
-    from dashboard import accounts
+    from dashboard.accounts import users as accounts
     from dashboard.extensions import db
 
     with db.writing() as session:

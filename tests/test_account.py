@@ -2,7 +2,7 @@
 
 from sqlalchemy import select
 
-from dashboard import accounts
+from dashboard.accounts import users as accounts
 from dashboard.extensions import db
 from dashboard.models import User
 

@@ -9,7 +9,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
-from dashboard import api_tokens
+from dashboard.accounts import tokens as api_tokens
 from dashboard.extensions import db
 
 from .support import FAILED, SEED, STATUS, english_client, make_user, store_all

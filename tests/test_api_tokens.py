@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from dashboard import accounts, api_tokens
+from dashboard.accounts import tokens as api_tokens
+from dashboard.accounts import users as accounts
 from dashboard.extensions import db
 from dashboard.models import ApiToken
 

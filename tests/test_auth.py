@@ -3,8 +3,8 @@
 from flask import session as flask_session
 from sqlalchemy import func, select
 
-from dashboard import accounts
-from dashboard.auth import safe_next
+from dashboard.accounts import users as accounts
+from dashboard.accounts.login import safe_next
 from dashboard.extensions import db
 from dashboard.models import UserSession
 

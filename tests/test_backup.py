@@ -454,7 +454,7 @@ def test_restore_mentions_environment_secrets_only_when_they_are_set(tmp_path, m
 
 
 def test_a_restore_in_progress_holds_the_data_dir_against_a_server(tmp_path):
-    from dashboard import server_lock
+    from dashboard.server import lock as server_lock
 
     restoring = server_lock.held(tmp_path, server_lock.RESTORE)
     with restoring, pytest.raises(server_lock.Held) as refused:

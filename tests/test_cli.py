@@ -86,7 +86,7 @@ def test_two_servers_run_side_by_side_without_a_shared_control_socket(tmp_path):
 
 
 def test_create_user_reads_the_password_from_stdin(tmp_path, monkeypatch):
-    from dashboard import accounts
+    from dashboard.accounts import users as accounts
     from dashboard.extensions import db
 
     monkeypatch.setenv("DASHBOARD_DATA_DIR", str(tmp_path))
@@ -120,7 +120,7 @@ def test_create_user_refuses_bad_input_with_a_clear_message(tmp_path, monkeypatc
 
 
 def test_set_password_changes_it(tmp_path, monkeypatch):
-    from dashboard import accounts
+    from dashboard.accounts import users as accounts
     from dashboard.extensions import db
 
     monkeypatch.setenv("DASHBOARD_DATA_DIR", str(tmp_path))

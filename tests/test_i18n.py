@@ -12,7 +12,7 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 
-from dashboard import accounts
+from dashboard.accounts import users as accounts
 from dashboard.extensions import db
 from dashboard.i18n import LANGUAGES, TRANSLATIONS_DIR
 

@@ -13,10 +13,11 @@ from pytest_httpserver import HTTPServer
 from sqlalchemy import select
 from werkzeug import Response
 
-from dashboard import settings, webhook_setup
 from dashboard import zapi as zapi_module
 from dashboard.extensions import db, vault
 from dashboard.models import SettingsChange
+from dashboard.settings import store as settings
+from dashboard.settings import webhooks as webhook_setup
 
 from .support import csrf_token, database_bytes, free_port, secret_forms
 

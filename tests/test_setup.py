@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from dashboard import accounts
+from dashboard.accounts import users as accounts
 from dashboard.extensions import db
 from dashboard.models import SetupToken, utcnow
 

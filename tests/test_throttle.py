@@ -2,7 +2,7 @@
 
 import requests
 
-from dashboard import throttle
+from dashboard.accounts import throttle
 
 from .support import (
     PASSWORD,

@@ -3,7 +3,7 @@
 import pytest
 from sqlalchemy import select
 
-from dashboard import accounts
+from dashboard.accounts import users as accounts
 from dashboard.extensions import db
 from dashboard.models import User
 

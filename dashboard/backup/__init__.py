@@ -20,7 +20,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import server_lock
+from ..server import lock as server_lock
 from .archive import (
     ARCHIVE_ERRORS,
     DATABASE,

@@ -4,8 +4,9 @@ from flask import Blueprint, abort, flash, make_response, redirect, render_templ
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import accounts, api_tokens
-from ..auth import sign_in
+from ..accounts import tokens as api_tokens
+from ..accounts import users as accounts
+from ..accounts.login import sign_in
 from ..extensions import db
 from ..forms import ChangePasswordForm, LanguageForm, NewApiTokenForm
 from ..models import User

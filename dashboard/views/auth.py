@@ -3,8 +3,9 @@
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from .. import accounts, throttle
-from ..auth import safe_next, sign_in, sign_out
+from ..accounts import throttle
+from ..accounts import users as accounts
+from ..accounts.login import safe_next, sign_in, sign_out
 from ..extensions import db
 from ..forms import LoginForm, SetupForm
 

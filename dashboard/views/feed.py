@@ -2,8 +2,9 @@
 
 from flask import Blueprint, render_template
 
-from .. import deliveries, settings
+from .. import deliveries
 from ..extensions import db
+from ..settings import store as settings
 
 bp = Blueprint("feed", __name__)
 LATEST = 50

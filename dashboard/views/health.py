@@ -6,9 +6,10 @@ from flask import Blueprint, jsonify
 from flask_babel import gettext as _
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import deliveries, disk, migrate, settings
+from .. import deliveries, disk, migrate
 from ..extensions import db
 from ..logs import database_reason
+from ..settings import store as settings
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)

@@ -7,11 +7,12 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import deliveries, disk, metrics, settings
+from .. import deliveries, disk, metrics
 from ..errors import json_error
 from ..extensions import db
 from ..logs import database_reason
 from ..security import client_is_this_machine
+from ..settings import store as settings
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger(__name__)

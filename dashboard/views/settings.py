@@ -14,11 +14,14 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import deliveries, selftest, settings, webhook_setup
-from ..auth import admin_required
+from .. import deliveries
+from ..accounts.login import admin_required
 from ..extensions import db, vault
 from ..forms import EmptyForm, SettingsForm
-from ..vault import VaultError
+from ..settings import selftest
+from ..settings import store as settings
+from ..settings import webhooks as webhook_setup
+from ..settings.vault import VaultError
 from ..zapi import ZapiClient, ZapiError
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")

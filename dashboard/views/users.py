@@ -4,8 +4,8 @@ from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 from sqlalchemy import select
 
-from .. import accounts
-from ..auth import admin_required
+from ..accounts import users as accounts
+from ..accounts.login import admin_required
 from ..extensions import db
 from ..forms import EmptyForm, NewUserForm, ResetPasswordForm, RoleForm
 from ..models import User

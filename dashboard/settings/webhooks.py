@@ -6,8 +6,8 @@ No Flask here: the results carry untranslated msgids, which the settings page wo
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .translatable import N_
-from .zapi import ME_URL_FIELDS, ZapiClient, ZapiError
+from ..translatable import N_
+from ..zapi import ME_URL_FIELDS, ZapiClient, ZapiError
 
 NOTIFY_SENT_BY_ME = "notify-sent-by-me"
 PRESENCE = "chat-presence"

@@ -6,7 +6,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from .models import LoginAttempt, utcnow
+from ..models import LoginAttempt, utcnow
 
 MAX_FAILURES = 10
 WINDOW = timedelta(minutes=1)

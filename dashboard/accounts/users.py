@@ -10,8 +10,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from .models import SetupToken, User, UserSession, utcnow
-from .translatable import N_
+from ..models import SetupToken, User, UserSession, utcnow
+from ..translatable import N_
 
 ROLES = ("admin", "viewer")
 MIN_PASSWORD_LENGTH = 10

@@ -10,8 +10,8 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
-from . import metrics
-from .logs import protect
+from .. import metrics
+from ..logs import protect
 
 # Sized for a 1-2 core VPS: one worker process (the master restarts it if it dies) keeps
 # the whole server near 140 MB, and its threads are enough for 50 open dashboards, each
@@ -43,8 +43,8 @@ class DashboardWorker(ThreadWorker):
 
     def handle_exit(self, sig, frame):
         """Close this worker's sockets, then stop as gunicorn does."""
-        from .extensions import hub
-        from .live import GOING_AWAY
+        from ..extensions import hub
+        from ..live import GOING_AWAY
 
         # A signal handler must not take the hub's lock: a second SIGTERM (from the master
         # and from a process-group kill) would interrupt it and wait on itself forever.
@@ -55,8 +55,8 @@ class DashboardWorker(ThreadWorker):
 
     def run(self):
         """Serve as gunicorn does, with this worker's daily pruner running beside it."""
-        from .extensions import db
-        from .retention import Pruner
+        from ..extensions import db
+        from ..retention import Pruner
 
         config = self.wsgi.config
         # An app without retention settings (say, a benchmark's bare app) prunes nothing.
@@ -126,7 +126,7 @@ def _freeze_loaded_objects(arbiter, worker):
 
 def _forget_inherited_connections(arbiter, worker):
     """A connection opened before fork must not be used by two processes."""
-    from .extensions import db
+    from ..extensions import db
 
     if db.engine is not None:
         db.engine.dispose(close=False)

@@ -6,9 +6,9 @@ from typing import NamedTuple
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from .accounts import AccountError, SessionUser, new_token, token_digest
-from .models import ApiToken, User, utcnow
-from .translatable import N_
+from ..models import ApiToken, User, utcnow
+from ..translatable import N_
+from .users import AccountError, SessionUser, new_token, token_digest
 
 # Tells a dashboard token apart from other secrets in a script or a leaked file.
 PREFIX = "zd_"

@@ -7,10 +7,11 @@ from flask import Flask, abort, redirect, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import UserMixin, current_user, login_user, logout_user
 
-from . import accounts, api_tokens
-from .errors import json_error, wants_json
-from .extensions import db, login_manager
-from .models import User
+from ..errors import json_error, wants_json
+from ..extensions import db, login_manager
+from ..models import User
+from . import tokens as api_tokens
+from . import users as accounts
 
 # Everything else needs a signed-in user, so a new route is private unless listed here.
 PUBLIC_ENDPOINTS = {

@@ -6,7 +6,7 @@ import time
 
 import requests
 
-from .translatable import N_
+from ..translatable import N_
 
 TIMEOUT = (5.0, 15.0)
 

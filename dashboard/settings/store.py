@@ -6,8 +6,8 @@ from datetime import datetime
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from .logs import scrub
-from .models import SettingsChange, ZapiSettings, utcnow
+from ..logs import scrub
+from ..models import SettingsChange, ZapiSettings, utcnow
 from .vault import Vault, VaultError
 
 MASK = "••••"
