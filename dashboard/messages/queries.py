@@ -88,6 +88,18 @@ def replies(session: Session, message: Message) -> list[Delivery]:
 
 def states_of(session: Session, deliveries: list[Delivery]) -> dict[int, str]:
     """The state of the message each callback is about, by callback id (where it has one)."""
+    return {
+        delivery_id: found.state for delivery_id, found in messages_of(session, deliveries).items()
+    }
+
+
+def message_of(session: Session, delivery: Delivery) -> Message | None:
+    """The message ``delivery`` is evidence of, or None when it is about no message we sent."""
+    return messages_of(session, [delivery]).get(delivery.id)
+
+
+def messages_of(session: Session, deliveries: list[Delivery]) -> dict[int, Message]:
+    """The message each callback is about, by callback id (where it has one), in two queries."""
     # A status names its messages in ids[]; one query finds the first of each status's.
     first_status_ids = dict(
         session.execute(
@@ -103,12 +115,12 @@ def states_of(session: Session, deliveries: list[Delivery]) -> dict[int, str]:
             keys[delivery.id] = (delivery.instance_id or "", message_id)
     if not keys:
         return {}
-    rows = session.execute(
-        select(Message.instance_id, Message.message_id, Message.state).where(
+    rows = session.scalars(
+        select(Message).where(
             tuple_(Message.instance_id, Message.message_id).in_(set(keys.values()))
         )
     )
-    found = {(row.instance_id, row.message_id): row.state for row in rows}
+    found = {(row.instance_id, row.message_id): row for row in rows}
     return {delivery_id: found[key] for delivery_id, key in keys.items() if key in found}
 
 
