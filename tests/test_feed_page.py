@@ -5,6 +5,10 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import insert
+
+from dashboard.extensions import db
+from dashboard.models import Message
 
 from .support import english_client, make_user, sign_in, signed_in_client, store_all
 from .test_messages import sent, status
@@ -203,3 +207,35 @@ def test_an_empty_feed_says_how_to_start(client):
 
 def test_the_feed_needs_a_login(app):
     assert english_client(app).get("/").status_code == 302
+
+
+def test_a_message_row_written_by_hand_still_renders(client):
+    # An unknown state, a failure with no text, no phone, a last callback that was pruned.
+    with db.writing() as session:
+        session.execute(
+            insert(Message).values(
+                instance_id="",
+                message_id="by-hand",
+                state="<b>bogus</b>",
+                first_at=datetime(2026, 5, 1, tzinfo=UTC),
+                first_delivery_id=10**6,
+                last_delivery_id=10**6,
+            )
+        )
+        session.execute(
+            insert(Message).values(
+                instance_id="",
+                message_id="failed-without-error",
+                state="failed",
+                first_at=datetime(2026, 5, 1, tzinfo=UTC),
+                failed_at=datetime(2026, 5, 1, tzinfo=UTC),
+                first_delivery_id=10**6 - 1,
+                last_delivery_id=10**6 - 1,
+            )
+        )
+    answer = client.get("/")
+    assert answer.status_code == 200
+    page = answer.get_data(as_text=True)
+    assert len(message_rows(page)) == 2
+    assert "&lt;b&gt;bogus&lt;/b&gt;" in page
+    assert 'datetime="2026-05-01T00:00:00Z"' in page
