@@ -268,7 +268,8 @@
     time.dateTime = asText(delivery.receivedAt);
     localizeTime(time);
     line.appendChild(time);
-    line.appendChild(document.createTextNode(parts.slice(1).join("{time}").replace("{instance}", name)));
+    const after = parts.slice(1).join("{time}");
+    line.appendChild(document.createTextNode(after.replace("{instance}", name)));
     if (old) old.replaceWith(line);
     else instanceEvents.appendChild(line);
     instanceEvents.hidden = false;
