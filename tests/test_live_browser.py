@@ -651,7 +651,9 @@ def test_the_feed_fits_a_phone(live_server, visitor):
             "type": "ReceivedCallback",
             "fromMe": True,
             "messageId": f"echo-{uuid.uuid4().hex}",
-            "text": {"message": "palavras-sem-espaço-" * 12},
+            # A LID is shown as it came: one long word, as are these words.
+            "phone": f"{uuid.uuid4().int % 10**15:015d}{uuid.uuid4().int % 10**15:015d}@lid",
+            "text": {"message": "palavrassemespaço" * 8},
         },
     )
     post(
