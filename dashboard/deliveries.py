@@ -29,6 +29,8 @@ from .payloads import Callback
 from .phones import PhoneQuery, display, reversed_range
 
 _UPSERT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# The one kind of callback whose ``error`` is a failed send.
+FAILED_SEND_TYPE = "DeliveryCallback"
 
 
 class Recorded(NamedTuple):
@@ -406,7 +408,9 @@ def _conditions(shape: _Shape) -> list[ColumnElement]:
     if shape.type:
         conditions.append(Delivery.type == bindparam("type"))
     if shape.failed:
-        conditions.append(Delivery.error.is_not(None))
+        # Only a send fails: a disconnect or a proxy event carries an error about the
+        # instance, not about a message.
+        conditions += [Delivery.error.is_not(None), Delivery.type == FAILED_SEND_TYPE]
     if shape.instance:
         conditions.append(Delivery.instance_id == bindparam("instance"))
     if shape.since:

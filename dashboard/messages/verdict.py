@@ -6,6 +6,7 @@ from flask_babel import gettext as _
 
 from ..models import Delivery, Message, iso_utc
 from ..phones import display
+from ..translatable import N_
 from . import failures, states
 
 
@@ -42,6 +43,46 @@ def verdict(message: Message, replies: list[Delivery]) -> str:
     if replies:
         sentence += " " + _("The customer replied at %(at)s.", at=_moment(replies[0].received_at))
     return sentence
+
+
+# Each state's words on a badge, beside the ticks WhatsApp shows for it.
+_STATE_LABELS = {
+    states.QUEUED: N_("Handed to WhatsApp"),
+    states.SENT: N_("Sent"),
+    states.RECEIVED: N_("On the phone"),
+    states.READ: N_("Read"),
+    states.PLAYED: N_("Played"),
+    states.FAILED: N_("Failed"),
+}
+
+
+def state_label(state: str) -> str:
+    """A message state in the reader's language; an unknown one as it is stored."""
+    label = _STATE_LABELS.get(state)
+    return _(label) if label else state
+
+
+def caveat(message: Message) -> str | None:
+    """What the verdict cannot prove for this state, said so that no one reads too much into it."""
+    if message.state == states.QUEUED:
+        return _(
+            "Only Z-API's delivery callback has come: it says the message was handed to "
+            "WhatsApp, not that the customer received it."
+        )
+    if message.state == states.RECEIVED:
+        return _(
+            "Customers can turn read receipts off, so “not read” may mean they read it "
+            "without WhatsApp telling us."
+        )
+    return None
+
+
+def last_at(message: Message) -> datetime:
+    """The time of the latest step with evidence: when the message last had news."""
+    return max(
+        (at for state in states.STATES if (at := getattr(message, f"{state}_at")) is not None),
+        default=message.first_at,
+    )
 
 
 def failure_of(message: Message) -> dict | None:

@@ -1,14 +1,18 @@
 """Search past callbacks by phone and filters, and one callback's detail page."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_babel import format_decimal, format_timedelta
 from flask_babel import gettext as _
+from werkzeug.routing import BuildError
 
-from .. import deliveries, payloads
+from .. import deliveries, payloads, search_params
 from ..extensions import db
-from ..search_params import BadParameter, parse
+from ..messages import queries, verdict
+from ..messages.queries import MessageFilters
+from ..messages.states import STATES, plausible_time
+from ..search_params import BadParameter
 
 bp = Blueprint("search", __name__)
 # Counting stops here and the page says "more than": a count costs as much as the rows it
@@ -22,9 +26,12 @@ TYPES = (
     "PresenceChatCallback",
     "ConnectedCallback",
     "DisconnectedCallback",
+    "ProxyCallback",
 )
 # The parameters that say what to match: the form's fields, carried by links and exports.
-FILTER_NAMES = ("phone", "type", "failed", "instance", "since", "until")
+FILTER_NAMES = ("phone", "messageId", "type", "failed", "state", "instance", "since", "until")
+# "view=callbacks" lists every callback; without it the page lists messages.
+EVERY_CALLBACK = "callbacks"
 # Below this a lag reads best in seconds with a decimal ("1.2 s later").
 SECONDS_SHOWN_EXACTLY = 60
 # A body of 64 KiB, indented, stays well below this; a page past it only gets slow.
@@ -33,15 +40,32 @@ BODY_SHOWN_CHARACTERS = 200_000
 
 @bp.get("/search")
 def index():
-    """The search form and one page of matching callbacks, newest first."""
+    """The search form and one page of matching messages (or of every matching callback)."""
     filters = {name: request.args[name] for name in FILTER_NAMES if request.args.get(name)}
+    every_callback = request.args.get("view") == EVERY_CALLBACK
+    # Page links keep the page size someone asked for, and the list shown, on top of the filters.
+    kept = {**filters, "limit": request.args["limit"]} if request.args.get("limit") else filters
+    if every_callback:
+        kept = {**kept, "view": EVERY_CALLBACK}
+    shared = {
+        "values": request.args,
+        "filters": filters,
+        "kept": kept,
+        "every_callback": every_callback,
+        "states": STATES,
+        "state_label": verdict.state_label,
+    }
     try:
-        wanted = parse(request.args)
+        # A pasted id names messages, whichever list was asked for.
+        by_id = search_params.pasted_id(request.args)
+        if by_id or not every_callback:
+            wanted = search_params.parse_messages(request.args)
+        else:
+            wanted = search_params.parse(request.args)
     except BadParameter as problem:
         page = render_template(
             "search.html",
-            values=request.args,
-            filters=filters,
+            **shared,
             # Only the form's own "1" is shown checked: the value in the URL may be the bad one.
             failed=request.args.get("failed") == "1",
             types=_types(request.args.get("type")),
@@ -49,24 +73,69 @@ def index():
             problem_message=_(problem.message, **problem.params),
         )
         return page, 400
+    if isinstance(wanted, search_params.MessageSearch):
+        return _messages(wanted, by_id, shared)
     with db.reading() as transaction:
         found = deliveries.search(
             transaction, wanted.filters, wanted.limit, before=wanted.before, after=wanted.after
         )
         matches = deliveries.count_matches(transaction, wanted.filters, COUNT_CAP)
-    # Page links keep the page size someone asked for, on top of the filters.
-    kept = {**filters, "limit": request.args["limit"]} if request.args.get("limit") else filters
     return render_template(
         "search.html",
-        values=request.args,
-        filters=filters,
+        **shared,
         failed=wanted.filters.failed,
         types=_types(wanted.filters.type),
         page=found,
-        kept=kept,
         matches=matches,
         cap=COUNT_CAP,
     )
+
+
+def _messages(wanted: search_params.MessageSearch, by_id: str | None, shared: dict):
+    # One page of messages, each with its verdict; for a phone, the card of its latest.
+    with db.reading() as transaction:
+        rows = queries.search(transaction, wanted.filters, wanted.limit + 1, before=wanted.before)
+        listed = rows[: wanted.limit]
+        if by_id and len(rows) == 1 and wanted.before is None:
+            return redirect(message_url(rows[0].id), code=303)
+        sentences = {
+            message.id: verdict.verdict(message, queries.replies(transaction, message))
+            for message in listed
+        }
+        latest = None
+        if wanted.filters.phone:
+            newest = queries.search(
+                transaction,
+                MessageFilters(phone=wanted.filters.phone, instance=wanted.filters.instance),
+                1,
+            )
+            latest = newest[0] if newest else None
+            if latest is not None and latest.id not in sentences:
+                sentences[latest.id] = verdict.verdict(latest, queries.replies(transaction, latest))
+    return render_template(
+        "search.html",
+        **shared,
+        failed=False,
+        types=_types(None),
+        messages=listed,
+        by_id=by_id,
+        sentences=sentences,
+        latest=latest,
+        caveat=verdict.caveat(latest) if latest is not None else None,
+        older=listed[-1].id if len(rows) > wanted.limit else None,
+        newest_link=wanted.before is not None,
+        last_at=verdict.last_at,
+        message_url=message_url,
+    )
+
+
+def message_url(message_pk: int) -> str:
+    """The address of one message's page."""
+    # That page is its own blueprint; until it is registered its address is known anyway.
+    try:
+        return url_for("messages.page", message_pk=message_pk)
+    except BuildError:
+        return f"/messages/{message_pk}"
 
 
 @bp.get("/deliveries/<row_id:delivery_id>")
@@ -77,7 +146,8 @@ def detail(delivery_id: int):
         if delivery is None:
             abort(404)
         others = deliveries.related(transaction, delivery)
-    stamped = _stamped_at(deliveries.momment(delivery))
+    # Before 2015 or a day past its arrival is no real time: the page shows the raw number.
+    stamped = plausible_time(deliveries.momment(delivery), delivery.received_at)
     body = shown_body(delivery.raw)
     return render_template(
         "delivery.html",
@@ -101,16 +171,6 @@ def shown_body(raw: str) -> payloads.Shown:
     """A stored body as the detail page and the API show it, its depth note translated."""
     note = _("(nested more than %(limit)d levels deep: not shown)", limit=payloads.MAX_DEPTH)
     return payloads.shown(raw, note)
-
-
-def _stamped_at(momment: int | None) -> datetime | None:
-    # Z-API stamps milliseconds since the epoch; a value no calendar holds is shown as sent.
-    if momment is None:
-        return None
-    try:
-        return datetime.fromtimestamp(momment / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def _lag_words(lag: timedelta) -> str:
