@@ -173,7 +173,7 @@ def test_the_verdict_card_answers_on_a_phone(search_server, browser):
         expect(card).to_contain_text("“not read” may mean they read it")
         row = me.main.locator("tr.message")
         expect(row).to_have_count(1)
-        expect(row.locator('[data-state="received"]')).to_contain_text("On the phone")
+        expect(row.locator('[data-state="received"]')).to_contain_text("Delivered")
         me.assert_fits_the_width()
         me.assert_clean()
         expect(card.get_by_role("link", name="Open this message")).to_have_attribute(

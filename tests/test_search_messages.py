@@ -248,4 +248,4 @@ def test_each_listed_message_shows_its_sentence_and_the_card_speaks_portuguese(b
     browse.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pt-BR"
     portuguese = page_of(browse, "/search", phone="44 99999-9999")
     assert "Buscar mensagens" in portuguese
-    assert card(portuguese).startswith("Última mensagem para +55 44 99999-9999 ! Falhou Falhou: ")
+    assert card(portuguese).startswith("Última mensagem para +55 44 99999-9999 ✗ Falhou Falhou: ")

@@ -6,7 +6,6 @@ from flask_babel import gettext as _
 
 from ..models import Delivery, Message, iso_utc
 from ..phones import display
-from ..translatable import N_
 from . import failures, states
 
 
@@ -43,23 +42,6 @@ def verdict(message: Message, replies: list[Delivery]) -> str:
     if replies:
         sentence += " " + _("The customer replied at %(at)s.", at=_moment(replies[0].received_at))
     return sentence
-
-
-# Each state's words on a badge, beside the ticks WhatsApp shows for it.
-_STATE_LABELS = {
-    states.QUEUED: N_("Handed to WhatsApp"),
-    states.SENT: N_("Sent"),
-    states.RECEIVED: N_("On the phone"),
-    states.READ: N_("Read"),
-    states.PLAYED: N_("Played"),
-    states.FAILED: N_("Failed"),
-}
-
-
-def state_label(state: str) -> str:
-    """A message state in the reader's language; an unknown one as it is stored."""
-    label = _STATE_LABELS.get(state)
-    return _(label) if label else state
 
 
 def caveat(message: Message) -> str | None:

@@ -53,7 +53,6 @@ def index():
         "kept": kept,
         "every_callback": every_callback,
         "states": STATES,
-        "state_label": verdict.state_label,
     }
     try:
         # A pasted id names messages, whichever list was asked for.
