@@ -144,7 +144,7 @@ def test_the_search_works_without_javascript(search_server, browser):
         context.close()
 
 
-def test_the_verdict_card_answers_on_a_phone(search_server, browser):
+def test_the_verdict_card_answers_on_a_phone_and_the_lists_fit_its_width(search_server, browser):
     _, message_id = post(search_server, phone="5521977776666", momment=1777494000000)
     answer = requests.post(
         search_server.webhook_url,
@@ -179,5 +179,10 @@ def test_the_verdict_card_answers_on_a_phone(search_server, browser):
         expect(card.get_by_role("link", name="Open this message")).to_have_attribute(
             "href", re.compile(r"^/messages/\d+$")
         )
+        # The list of every callback turns its rows into cards too.
+        me.submit(me.main.get_by_role("link", name="Every callback", exact=True))
+        expect(me.main.locator("tr.delivery")).to_have_count(2)  # the send and its status
+        me.assert_fits_the_width()
+        me.assert_clean()
     finally:
         me.context.close()
