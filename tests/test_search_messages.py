@@ -197,6 +197,12 @@ def test_an_id_of_several_messages_lists_them_and_an_unknown_one_says_so(browse)
     store(sent(1, messageId="SAMEID000000000000001", instanceId="other"))
     page = page_of(browse, "/search", messageId="SAMEID000000000000001")
     assert len(messages_listed(page)) == 2
+    asked_among_callbacks = page_of(
+        browse, "/search", messageId="SAMEID000000000000001", view="callbacks"
+    )
+    assert len(messages_listed(asked_among_callbacks)) == 2
+    assert "Search messages" in asked_among_callbacks
+    assert 'name="view" value="callbacks"' not in asked_among_callbacks
     missing = page_of(browse, "/search", phone="999999999999999999999")
     assert messages_listed(missing) == []
     assert "No message has the ID or zaapId 999999999999999999999." in text(missing)

@@ -73,7 +73,9 @@ def index():
         )
         return page, 400
     if isinstance(wanted, search_params.MessageSearch):
-        return _messages(wanted, by_id, shared)
+        # A pasted id lists messages, even when asked from the list of every callback.
+        kept = {name: value for name, value in kept.items() if name != "view"}
+        return _messages(wanted, by_id, {**shared, "every_callback": False, "kept": kept})
     with db.reading() as transaction:
         found = deliveries.search(
             transaction, wanted.filters, wanted.limit, before=wanted.before, after=wanted.after
