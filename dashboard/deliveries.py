@@ -23,12 +23,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from . import lids
 from .messages import store as messages
 from .models import Delivery, RejectedRequest, StatusMessageId, UTCDateTime, iso_utc, utcnow
 from .payloads import Callback
 from .phones import PhoneQuery, display, reversed_range
 
 _UPSERT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# The one kind of callback whose ``error`` is a failed send.
+FAILED_SEND_TYPE = "DeliveryCallback"
 
 
 class Recorded(NamedTuple):
@@ -75,6 +78,7 @@ def record(session: Session, callbacks: Sequence[Callback]) -> list[Recorded]:
         connection.execute(statements.insert_status_ids, status_rows)
     # A repeat of a stored callback is no new news about its message: only new rows count.
     messages.record(session, [(firsts[key], stored[key].id, now) for key in new_keys])
+    lids.record(session, [firsts[key] for key in new_keys])
 
     results, seen = [], set()
     for callback in callbacks:
@@ -388,8 +392,9 @@ def _count_statement(shape: _Shape) -> Select:
 
 def _matching_ids(shape: _Shape) -> Select:
     # The ids of matching callbacks in cursor order. A phone is looked up in the chat's
-    # phone and in the group member's, each through its own index already in id order;
-    # the union of the two short lists is then cut to the page.
+    # phone, the group member's and each LID field, each through its own index already in
+    # id order, and through the phone-to-LID map; the union of the short lists is then
+    # cut to the page.
     conditions = _conditions(shape)
     ascending = shape.keyset == "after"
     order = Delivery.id.asc() if ascending else Delivery.id.desc()
@@ -402,12 +407,36 @@ def _matching_ids(shape: _Shape) -> Select:
         .order_by(order)
         .limit(limit)
         .subquery()
-        for column in (Delivery.phone_key_reversed, Delivery.participant_key_reversed)
+        for column in _PHONE_COLUMNS
     ]
+    # A chat named only by a LID that the map gives to the number searched for.
+    mapped = lids.matching(lambda column: _phone_condition(column, shape.phone))
+    per_column.append(
+        select(Delivery.id)
+        .join(
+            mapped,
+            (mapped.c.lid_key_reversed == Delivery.phone_key_reversed)
+            & (mapped.c.instance_id == func.coalesce(Delivery.instance_id, "")),
+        )
+        .where(*conditions)
+        .order_by(order)
+        .limit(limit)
+        .subquery()
+    )
     both = union(*(select(part.c.id) for part in per_column)).subquery()
     return (
         select(both.c.id).order_by(both.c.id.asc() if ascending else both.c.id.desc()).limit(limit)
     )
+
+
+# Where a phone or a LID is looked for: the chat, the group member, and the LID fields.
+_PHONE_COLUMNS = (
+    Delivery.phone_key_reversed,
+    Delivery.participant_key_reversed,
+    Delivery.chat_lid_key_reversed,
+    Delivery.sender_lid_key_reversed,
+    Delivery.participant_lid_key_reversed,
+)
 
 
 def _conditions(shape: _Shape) -> list[ColumnElement]:
@@ -415,7 +444,9 @@ def _conditions(shape: _Shape) -> list[ColumnElement]:
     if shape.type:
         conditions.append(Delivery.type == bindparam("type"))
     if shape.failed:
-        conditions.append(Delivery.error.is_not(None))
+        # Only a send fails: a disconnect or a proxy event carries an error about the
+        # instance, not about a message.
+        conditions += [Delivery.error.is_not(None), Delivery.type == FAILED_SEND_TYPE]
     if shape.instance:
         conditions.append(Delivery.instance_id == bindparam("instance"))
     if shape.since:

@@ -96,6 +96,11 @@ class Delivery(Base):
     # stored backwards so that one index answers both "is this number" and "ends with".
     phone_key_reversed: Mapped[str | None] = mapped_column(_BYTEWISE_TEXT)
     participant_key_reversed: Mapped[str | None] = mapped_column(_BYTEWISE_TEXT)
+    # WhatsApp's LIDs (``…@lid``) of the chat, the sender and the group member: keys of the
+    # same kind, so a search for a LID finds it in whichever field carried it.
+    chat_lid_key_reversed: Mapped[str | None] = mapped_column(_BYTEWISE_TEXT)
+    sender_lid_key_reversed: Mapped[str | None] = mapped_column(_BYTEWISE_TEXT)
+    participant_lid_key_reversed: Mapped[str | None] = mapped_column(_BYTEWISE_TEXT)
     raw: Mapped[str] = mapped_column(Text)
 
     status_ids: Mapped[list["StatusMessageId"]] = relationship(
@@ -111,6 +116,27 @@ class Delivery(Base):
             id,
             sqlite_where=participant_key_reversed.is_not(None),
             postgresql_where=participant_key_reversed.is_not(None),
+        ),
+        Index(
+            "ix_deliveries_chat_lid_key_reversed_id",
+            chat_lid_key_reversed,
+            id,
+            sqlite_where=chat_lid_key_reversed.is_not(None),
+            postgresql_where=chat_lid_key_reversed.is_not(None),
+        ),
+        Index(
+            "ix_deliveries_sender_lid_key_reversed_id",
+            sender_lid_key_reversed,
+            id,
+            sqlite_where=sender_lid_key_reversed.is_not(None),
+            postgresql_where=sender_lid_key_reversed.is_not(None),
+        ),
+        Index(
+            "ix_deliveries_participant_lid_key_reversed_id",
+            participant_lid_key_reversed,
+            id,
+            sqlite_where=participant_lid_key_reversed.is_not(None),
+            postgresql_where=participant_lid_key_reversed.is_not(None),
         ),
         # Failed sends are few: "failed only" reads them without walking the others.
         Index(
@@ -179,6 +205,32 @@ class Message(Base):
         UniqueConstraint("instance_id", "message_id", name="uq_messages_instance_id"),
         Index("ix_messages_phone_key_reversed_id", phone_key_reversed, id),
         {"sqlite_autoincrement": True},
+    )
+
+
+class PhoneLid(Base):
+    """A number and WhatsApp's LID of the same person, as one callback carried both.
+
+    A LID cannot be turned into a number; this map, kept from callbacks that name a
+    person both ways, lets a search for the number find callbacks that carry only the LID.
+    """
+
+    __tablename__ = "phone_lids"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "" when a callback names no instance: a unique key must not hold NULL.
+    instance_id: Mapped[str] = mapped_column(String(255))
+    phone_key_reversed: Mapped[str] = mapped_column(_BYTEWISE_TEXT)
+    lid_key_reversed: Mapped[str] = mapped_column(_BYTEWISE_TEXT, index=True)
+
+    __table_args__ = (
+        # The number first: a search reads the LIDs of a number (or of its last digits).
+        UniqueConstraint(
+            "phone_key_reversed",
+            "lid_key_reversed",
+            "instance_id",
+            name="uq_phone_lids_phone_key_reversed",
+        ),
     )
 
 

@@ -73,14 +73,20 @@ class Callback:
     phone_key_reversed: str | None = None
     participant_key_reversed: str | None = None
     from_me: bool | None = None
+    # WhatsApp's LIDs of the chat, the sender and the group member, as search keys.
+    chat_lid_key_reversed: str | None = None
+    sender_lid_key_reversed: str | None = None
+    participant_lid_key_reversed: str | None = None
     status_ids: tuple[str, ...] = field(default=())
     # What a message said (its text or a caption), for the message it is about.
     content: str | None = None
+    # (number key, LID key) pairs, both reversed, of people this callback names both ways.
+    phone_lids: tuple[tuple[str, str], ...] = field(default=())
 
     def columns(self) -> dict[str, Any]:
         """The values of the ``deliveries`` row, without the child ``ids`` or the content."""
         values = dict(self.__dict__)
-        del values["status_ids"], values["content"]
+        del values["status_ids"], values["content"], values["phone_lids"]
         return values
 
 
@@ -132,6 +138,10 @@ def parse(body: bytes) -> Callback:
     # A group member is "participant" in a status and "participantPhone" in a message.
     member = _text(payload.get("participant") if is_status else payload.get("participantPhone"))
     status_ids = _status_ids(payload.get("ids")) if is_status else ()
+    chat_lid, sender_lid, member_lid = (
+        _search_key(_text(payload.get(name))) for name in ("chatLid", "senderLid", "participantLid")
+    )
+    from_me = _flag(payload.get("fromMe")) if is_message else None
     return Callback(
         raw=text,
         dedup_key=dedup_key(payload),
@@ -150,10 +160,49 @@ def parse(body: bytes) -> Callback:
         participant=member,
         phone_key_reversed=phones.reversed_key(phones.stored_key(phone)),
         participant_key_reversed=phones.reversed_key(phones.stored_key(member)),
-        from_me=_flag(payload.get("fromMe")) if is_message else None,
+        from_me=from_me,
+        chat_lid_key_reversed=chat_lid,
+        sender_lid_key_reversed=sender_lid,
+        participant_lid_key_reversed=member_lid,
         status_ids=status_ids,
         content=_content(payload) if is_message else None,
+        phone_lids=_phone_lids(
+            payload, _search_key(phone), _search_key(member), chat_lid, sender_lid, member_lid
+        )
+        if is_message
+        else (),
     )
+
+
+def _search_key(value: str | None) -> str | None:
+    return phones.reversed_key(phones.stored_key(value))
+
+
+def _phone_lids(
+    payload: dict,
+    chat: str | None,
+    member: str | None,
+    chat_lid: str | None,
+    sender_lid: str | None,
+    member_lid: str | None,
+) -> tuple[tuple[str, str], ...]:
+    # Which LID is whose: in a chat with one person, the chat's LID is that person's, and
+    # so is the sender's when they sent it (ours otherwise); in a group, the member's LID
+    # is the member's. Only a number on the other side makes a pair worth keeping.
+    one_person = payload.get("isGroup") is not True
+    pairs = []
+    if one_person and _is_number_key(chat):
+        pairs.append((chat, chat_lid))
+        if payload.get("fromMe") is False:
+            pairs.append((chat, sender_lid))
+    if _is_number_key(member):
+        pairs.append((member, member_lid))
+    found = dict.fromkeys((number, lid) for number, lid in pairs if lid and not _is_number_key(lid))
+    return tuple(found)
+
+
+def _is_number_key(key: str | None) -> bool:
+    return bool(key) and key.isascii() and key.isdigit()
 
 
 def dedup_key(payload: dict) -> str:

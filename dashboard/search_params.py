@@ -9,7 +9,7 @@ from .deliveries import Filters
 from .messages.queries import MessageFilters
 from .messages.states import STATES
 from .models import MAX_ROW_ID
-from .phones import PhoneQuery, PhoneQueryError, parse_query
+from .phones import PhoneQuery, PhoneQueryError, is_chat_id, parse_query
 from .translatable import N_
 
 DEFAULT_LIMIT = 50
@@ -20,6 +20,11 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 # An unescaped "+" in a query string arrives as a space: "...T14:30:00 03:00".
 _OFFSET_AS_SPACE = re.compile(r" (\d{2}:?\d{2})$")
+# A WhatsApp messageId or Z-API zaapId as pasted: one word, at least ten characters.
+_ID = re.compile(r"[A-Za-z0-9_.:-]{10,255}")
+_DIGIT = re.compile(r"[0-9]")
+# No phone number has more digits than this (ITU-T E.164).
+MAX_DIGITS = 15
 
 
 class BadParameter(ValueError):
@@ -76,8 +81,12 @@ def parse(args: Mapping[str, str]) -> Search:
 
 def parse_messages(args: Mapping[str, str]) -> MessageSearch:
     """Turn ``phone``, ``instance``, ``state``, ``messageId``, ``since``, ``until``,
-    ``limit`` and ``before`` into a MessageSearch; raise BadParameter naming a bad one."""
-    phone = _phone(args)
+    ``limit`` and ``before`` into a MessageSearch; raise BadParameter naming a bad one.
+
+    An id pasted into ``phone`` (see ``pasted_id``) is read as ``messageId``.
+    """
+    message_id = pasted_id(args)
+    phone = None if _pasted_in_phone(args) else _phone(args)
     since, until = _range(args)
     state = _text(args, "state").lower() or None
     if state is not None and state not in STATES:
@@ -87,12 +96,29 @@ def parse_messages(args: Mapping[str, str]) -> MessageSearch:
             phone=phone,
             instance=_text(args, "instance") or None,
             state=state,
-            message_id=_text(args, "messageId") or None,
+            message_id=message_id,
             since=since,
             until=until,
         ),
         limit=_limit(args),
         before=_cursor(args, "before"),
+    )
+
+
+def pasted_id(args: Mapping[str, str]) -> str | None:
+    """The messageId or zaapId asked for: the ``messageId`` field, or an id typed as phone."""
+    return _text(args, "messageId") or (_text(args, "phone") if _pasted_in_phone(args) else None)
+
+
+def _pasted_in_phone(args: Mapping[str, str]) -> bool:
+    # Ids are one word of letters and digits (hex, or more digits than any phone has);
+    # numbers are typed with spaces, signs or too few digits to be one.
+    typed = _text(args, "phone")
+    return (
+        not _text(args, "messageId")
+        and _ID.fullmatch(typed) is not None
+        and not is_chat_id(typed)
+        and (any(char.isalpha() for char in typed) or len(_DIGIT.findall(typed)) > MAX_DIGITS)
     )
 
 

@@ -34,6 +34,12 @@ def browse_sqlite(app):
 
 
 def page_of(client, url: str, status: int = 200, **params) -> str:
+    # These tests read the list of every callback; the page lists messages without "view".
+    if url.startswith("/search") and "view=" not in url:
+        if params:
+            params = {"view": "callbacks", **params}
+        else:
+            url += ("&" if "?" in url else "?") + "view=callbacks"
     response = client.get(url, query_string=params or None)
     assert response.status_code == status, response.get_data(as_text=True)
     return response.get_data(as_text=True)
@@ -158,6 +164,7 @@ def test_older_and_newer_pages_keep_the_filters_and_stay_put_as_rows_arrive(brow
         "type": "DeliveryCallback",
         "limit": "2",
         "before": str(mine[3]),
+        "view": "callbacks",
     }
     second = page_of(browse, older)
     assert ids(second) == [mine[2], mine[1]]
@@ -178,6 +185,7 @@ def test_older_and_newer_pages_keep_the_filters_and_stay_put_as_rows_arrive(brow
         "type": "DeliveryCallback",
         "limit": "2",
         "after": str(mine[2]),
+        "view": "callbacks",
     }
     back = page_of(browse, newer)
     assert ids(back) == [mine[4], mine[3]]

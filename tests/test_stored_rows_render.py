@@ -23,6 +23,7 @@ PAGES = (
     "/api/deliveries/{id}",
     "/api/deliveries",
     "/search",
+    "/search?view=callbacks",
     "/search/export.csv",
     "/",
     "/?view=callbacks",

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
+from .. import lids
 from ..models import Delivery, Message, StatusMessageId
 from ..phones import PhoneQuery, reversed_range
 from . import failures, states
@@ -99,9 +100,19 @@ def _conditions(filters: MessageFilters) -> list[ColumnElement]:
     conditions = []
     if filters.phone:
         key, key_end = reversed_range(filters.phone)
-        column = Message.phone_key_reversed
         exact = filters.phone.kind == "exact"
-        conditions.append(column == key if exact else (column >= key) & (column < key_end))
+
+        def number(column):
+            return column == key if exact else (column >= key) & (column < key_end)
+
+        # Also a message whose chat is only a LID that the map gives to that number.
+        mapped = lids.matching(number)
+        by_lid = select(Message.id).join(
+            mapped,
+            (mapped.c.lid_key_reversed == Message.phone_key_reversed)
+            & (mapped.c.instance_id == Message.instance_id),
+        )
+        conditions.append(or_(number(Message.phone_key_reversed), Message.id.in_(by_lid)))
     if filters.instance:
         conditions.append(Message.instance_id == filters.instance)
     if filters.state:

@@ -132,7 +132,7 @@ def evidence_time(momment: int | None, received_at: datetime) -> datetime:
 
 
 def plausible_time(momment: int | None, received_at: datetime) -> datetime | None:
-    """A callback's momment as a time, or None when it cannot be a real one."""
+    """A callback's momment as a time, or None when it cannot be a real one (or is missing)."""
     if momment is None:
         return None
     try:

@@ -44,6 +44,29 @@ def verdict(message: Message, replies: list[Delivery]) -> str:
     return sentence
 
 
+def caveat(message: Message) -> str | None:
+    """What the verdict cannot prove for this state, said so that no one reads too much into it."""
+    if message.state == states.QUEUED:
+        return _(
+            "Only Z-API's delivery callback has come: it says the message was handed to "
+            "WhatsApp, not that the customer received it."
+        )
+    if message.state == states.RECEIVED:
+        return _(
+            "Customers can turn read receipts off, so “not read” may mean they read it "
+            "without WhatsApp telling us."
+        )
+    return None
+
+
+def last_at(message: Message) -> datetime:
+    """The time of the latest step with evidence: when the message last had news."""
+    return max(
+        (at for state in states.STATES if (at := getattr(message, f"{state}_at")) is not None),
+        default=message.first_at,
+    )
+
+
 def failure_of(message: Message) -> dict | None:
     """The decoded failure of ``message`` (category, label, explanation, advice), or None."""
     decoded = failures.decode(message.error, message.error_code)

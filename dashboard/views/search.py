@@ -1,14 +1,14 @@
 """Search past callbacks by phone and filters, and one callback's detail page."""
 
-from datetime import UTC, datetime
-
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
-from .. import deliveries, payloads
+from .. import deliveries, payloads, search_params
 from ..extensions import db
-from ..messages import queries
-from ..search_params import BadParameter, parse
+from ..messages import queries, verdict
+from ..messages.queries import MessageFilters
+from ..messages.states import STATES, plausible_time
+from ..search_params import BadParameter
 from .shown import BODY_SHOWN_CHARACTERS, lag_words, shown_body
 
 bp = Blueprint("search", __name__)
@@ -23,22 +23,41 @@ TYPES = (
     "PresenceChatCallback",
     "ConnectedCallback",
     "DisconnectedCallback",
+    "ProxyCallback",
 )
 # The parameters that say what to match: the form's fields, carried by links and exports.
-FILTER_NAMES = ("phone", "type", "failed", "instance", "since", "until")
+FILTER_NAMES = ("phone", "messageId", "type", "failed", "state", "instance", "since", "until")
+# "view=callbacks" lists every callback; without it the page lists messages.
+EVERY_CALLBACK = "callbacks"
 
 
 @bp.get("/search")
 def index():
-    """The search form and one page of matching callbacks, newest first."""
+    """The search form and one page of matching messages (or of every matching callback)."""
     filters = {name: request.args[name] for name in FILTER_NAMES if request.args.get(name)}
+    every_callback = request.args.get("view") == EVERY_CALLBACK
+    # Page links keep the page size someone asked for, and the list shown, on top of the filters.
+    kept = {**filters, "limit": request.args["limit"]} if request.args.get("limit") else filters
+    if every_callback:
+        kept = {**kept, "view": EVERY_CALLBACK}
+    shared = {
+        "values": request.args,
+        "filters": filters,
+        "kept": kept,
+        "every_callback": every_callback,
+        "states": STATES,
+    }
     try:
-        wanted = parse(request.args)
+        # A pasted id names messages, whichever list was asked for.
+        by_id = search_params.pasted_id(request.args)
+        if by_id or not every_callback:
+            wanted = search_params.parse_messages(request.args)
+        else:
+            wanted = search_params.parse(request.args)
     except BadParameter as problem:
         page = render_template(
             "search.html",
-            values=request.args,
-            filters=filters,
+            **shared,
             # Only the form's own "1" is shown checked: the value in the URL may be the bad one.
             failed=request.args.get("failed") == "1",
             types=_types(request.args.get("type")),
@@ -46,23 +65,60 @@ def index():
             problem_message=_(problem.message, **problem.params),
         )
         return page, 400
+    if isinstance(wanted, search_params.MessageSearch):
+        # A pasted id lists messages, even when asked from the list of every callback.
+        kept = {name: value for name, value in kept.items() if name != "view"}
+        return _messages(wanted, by_id, {**shared, "every_callback": False, "kept": kept})
     with db.reading() as transaction:
         found = deliveries.search(
             transaction, wanted.filters, wanted.limit, before=wanted.before, after=wanted.after
         )
         matches = deliveries.count_matches(transaction, wanted.filters, COUNT_CAP)
-    # Page links keep the page size someone asked for, on top of the filters.
-    kept = {**filters, "limit": request.args["limit"]} if request.args.get("limit") else filters
     return render_template(
         "search.html",
-        values=request.args,
-        filters=filters,
+        **shared,
         failed=wanted.filters.failed,
         types=_types(wanted.filters.type),
         page=found,
-        kept=kept,
         matches=matches,
         cap=COUNT_CAP,
+    )
+
+
+def _messages(wanted: search_params.MessageSearch, by_id: str | None, shared: dict):
+    # One page of messages, each with its verdict; for a phone, the card of its latest.
+    with db.reading() as transaction:
+        rows = queries.search(transaction, wanted.filters, wanted.limit + 1, before=wanted.before)
+        listed = rows[: wanted.limit]
+        if by_id and len(rows) == 1 and wanted.before is None:
+            return redirect(url_for("messages.page", message_pk=rows[0].id), code=303)
+        sentences = {
+            message.id: verdict.verdict(message, queries.replies(transaction, message))
+            for message in listed
+        }
+        latest = None
+        if wanted.filters.phone:
+            newest = queries.search(
+                transaction,
+                MessageFilters(phone=wanted.filters.phone, instance=wanted.filters.instance),
+                1,
+            )
+            latest = newest[0] if newest else None
+            if latest is not None and latest.id not in sentences:
+                sentences[latest.id] = verdict.verdict(latest, queries.replies(transaction, latest))
+    return render_template(
+        "search.html",
+        **shared,
+        failed=False,
+        types=_types(None),
+        messages=listed,
+        by_id=by_id,
+        sentences=sentences,
+        latest=latest,
+        caveat=verdict.caveat(latest) if latest is not None else None,
+        older=listed[-1].id if len(rows) > wanted.limit else None,
+        newest_link=wanted.before is not None,
+        last_at=verdict.last_at,
     )
 
 
@@ -75,7 +131,8 @@ def detail(delivery_id: int):
             abort(404)
         others = deliveries.related(transaction, delivery)
         message = queries.message_of(transaction, delivery)
-    stamped = _stamped_at(deliveries.momment(delivery))
+    # Before 2015 or a day past its arrival is no real time: the page shows the raw number.
+    stamped = plausible_time(deliveries.momment(delivery), delivery.received_at)
     body = shown_body(delivery.raw)
     return render_template(
         "delivery.html",
@@ -94,13 +151,3 @@ def detail(delivery_id: int):
 
 def _types(current: str | None) -> list[str]:
     return [*TYPES, current] if current and current not in TYPES else list(TYPES)
-
-
-def _stamped_at(momment: int | None) -> datetime | None:
-    # Z-API stamps milliseconds since the epoch; a value no calendar holds is shown as sent.
-    if momment is None:
-        return None
-    try:
-        return datetime.fromtimestamp(momment / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None

@@ -1,0 +1,257 @@
+"""Search finds messages: by id, by LID, listed with their state and verdict (Flask client)."""
+
+import csv
+import html
+import io
+import re
+
+import pytest
+
+from .support import FAILED, SEED, signed_in_client, store
+
+TAG = re.compile(r"<[^>]+>")
+DELIVERY_ROW = re.compile(r'<tr class="delivery[^"]*" data-id="(\d+)"')
+DISCONNECTED = {
+    "momment": 1580163342,
+    "error": "Device has been disconnected",
+    "disconnected": True,
+    "type": "DisconnectedCallback",
+    "instanceId": "instance.id",
+}
+PROXY = {
+    "type": "ProxyCallback",
+    "instanceId": "instance.id",
+    "error": "The instance was connected without proxy, the configured proxy failed 3 times.",
+}
+
+
+@pytest.fixture
+def browse(any_db_app):
+    """A signed-in client on SQLite and on PostgreSQL."""
+    return signed_in_client(any_db_app, "ana", "admin")
+
+
+def page_of(client, url: str, status: int = 200, **params) -> str:
+    response = client.get(url, query_string=params or None)
+    assert response.status_code == status, response.get_data(as_text=True)
+    return response.get_data(as_text=True)
+
+
+def text(fragment: str) -> str:
+    return " ".join(html.unescape(TAG.sub(" ", fragment)).split())
+
+
+def delivery_ids(page: str) -> list[int]:
+    return [int(found) for found in DELIVERY_ROW.findall(page)]
+
+
+# -- failed sends, instance events, odd stamps --------------------------------------------
+
+
+def test_failed_only_means_failed_sends_not_instance_events(browse):
+    failed = store(FAILED).id
+    store(DISCONNECTED)
+    store(PROXY)
+    store(SEED)
+    page = page_of(browse, "/search", view="callbacks", failed="1")
+    assert delivery_ids(page) == [failed]
+    api = browse.get("/api/deliveries?failed=1").get_json()
+    assert [item["id"] for item in api["items"]] == [failed]
+    body = browse.get("/search/export.csv?failed=1").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(body[1:], newline="")))
+    assert [int(row["id"]) for row in rows] == [failed]
+
+
+def test_proxy_callback_is_in_the_type_list(browse):
+    page = page_of(browse, "/search", view="callbacks")
+    assert '<option value="ProxyCallback">ProxyCallback</option>' in page
+    proxy = store(PROXY).id
+    assert delivery_ids(page_of(browse, "/search", view="callbacks", type="ProxyCallback")) == [
+        proxy
+    ]
+
+
+@pytest.mark.parametrize(
+    "momment",
+    [
+        26151515154000,  # the year 2798: the ConnectedCallback example's seconds read as ms
+        1_000_000_000_000,  # 2001, before WhatsApp's API
+        10**18,  # no calendar holds it
+    ],
+)
+def test_a_momment_that_cannot_be_a_real_time_is_shown_as_a_number(browse, momment):
+    stored = store({**SEED, "messageId": f"odd-{momment}", "momment": momment}).id
+    page = text(page_of(browse, f"/deliveries/{stored}"))
+    assert f"Stamped by Z-API Not a real time ( momment {momment})" in page
+    assert "2798" not in page and "2001" not in page
+    assert "later" not in page and "before Z-API's stamp" not in page
+
+
+def test_a_real_momment_is_still_shown_as_a_time(browse):
+    stored = store({**FAILED, "momment": 1777494091684}).id
+    page = page_of(browse, f"/deliveries/{stored}")
+    assert '<time datetime="2026-04-29T20:21:31.684000Z"' in page
+    assert "Not a real time" not in page
+
+
+# -- messages listed with their state ---------------------------------------------------
+
+MESSAGE_ROW = re.compile(r'<tr class="message" data-message-id="(\d+)" data-state="(\w+)"')
+
+
+def messages_listed(page: str) -> list[tuple[int, str]]:
+    return [(int(pk), state) for pk, state in MESSAGE_ROW.findall(page)]
+
+
+def message_pk(client, message_id: str) -> int:
+    (item,) = client.get(f"/api/messages?messageId={message_id}").get_json()["items"]
+    return item["id"]
+
+
+def sent(n: int, phone: str = "5544999999999", **extra) -> dict:
+    return {**SEED, "messageId": f"M{n}", "zaapId": f"Z{n}", "phone": phone, **extra}
+
+
+def status(status_word: str, *ids: str, momment: int = 1777494100000) -> dict:
+    return {
+        "instanceId": SEED["instanceId"],
+        "status": status_word,
+        "ids": list(ids),
+        "momment": momment,
+        "phone": "5544999999999",
+        "type": "MessageStatusCallback",
+    }
+
+
+def test_the_search_lists_messages_with_their_state_by_default(browse):
+    store(sent(1, momment=1777494000000))
+    store(sent(2, momment=1777494001000))
+    store(status("READ", "M1"))
+    store(sent(3, "5511988887777", error="Phone number does not exist"))
+    first, second, third = (message_pk(browse, f"M{n}") for n in (1, 2, 3))
+    page = page_of(browse, "/search")
+    assert "Search messages" in page
+    assert messages_listed(page) == [(third, "failed"), (second, "queued"), (first, "read")]
+    assert delivery_ids(page) == []
+    row = page.split(f'data-message-id="{first}"', 1)[1].split("</tr>", 1)[0]
+    assert f'href="/messages/{first}"' in row
+    assert "Read at 2026-04-29 20:21 UTC." in text(row) and "+55 44 99999-9999" in text(row)
+    assert 'data-label="State"' in row
+    # The same filters: phone, state, instance.
+    assert messages_listed(page_of(browse, "/search", phone="44 99999-9999")) == [
+        (second, "queued"),
+        (first, "read"),
+    ]
+    assert messages_listed(page_of(browse, "/search", state="failed")) == [(third, "failed")]
+    assert messages_listed(page_of(browse, "/search", instance="other")) == []
+    assert "No messages match" in page_of(browse, "/search", instance="other")
+    # A bad state is a 400 under its field, in words.
+    bad = page_of(browse, "/search", status=400, state="lost")
+    assert 'id="search-state-errors"' in bad and "Use one of: queued" in text(bad)
+
+
+def test_every_callback_is_one_click_away_with_its_filters_paging_and_export(browse):
+    stored = [store(sent(n)).id for n in range(3)]
+    messages_page = page_of(browse, "/search", phone="9999-9999")
+    assert 'href="/search?view=callbacks&amp;phone=9999-9999"' in messages_page
+    page = page_of(browse, "/search", view="callbacks", phone="9999-9999", limit="2")
+    assert "Search callbacks" in page and messages_listed(page) == []
+    assert delivery_ids(page) == stored[:0:-1]
+    older = re.search(r'<a rel="next" href="([^"]+)"', page).group(1)
+    assert "view=callbacks" in older
+    assert delivery_ids(page_of(browse, html.unescape(older))) == [stored[0]]
+    assert 'name="view" value="callbacks"' in page  # a new search stays in this list
+    assert 'action="/search/export.csv"' in page
+
+
+def test_messages_page_back_in_time(browse):
+    for n in range(3):
+        store(sent(n))
+    pks = [message_pk(browse, f"M{n}") for n in range(3)]
+    page = page_of(browse, "/search", limit="2")
+    assert [pk for pk, _ in messages_listed(page)] == pks[:0:-1]
+    older = html.unescape(re.search(r'<a rel="next" href="([^"]+)"', page).group(1))
+    back = page_of(browse, older)
+    assert [pk for pk, _ in messages_listed(back)] == [pks[0]]
+    assert '<a rel="first" href="/search?limit=2">' in back
+
+
+# -- by id --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["messageId", "phone"])
+@pytest.mark.parametrize("which", ["messageId", "zaapId"])
+def test_a_pasted_id_opens_its_message(browse, field, which):
+    store(sent(1, messageId="3EB0C4A1F2D3E4B5A697", zaapId="A20DA9C0183A2D35A260F53F5D2B9244"))
+    store(sent(2))
+    pk = message_pk(browse, "3EB0C4A1F2D3E4B5A697")
+    pasted = "3EB0C4A1F2D3E4B5A697" if which == "messageId" else "A20DA9C0183A2D35A260F53F5D2B9244"
+    for view in ("", "callbacks"):
+        response = browse.get("/search", query_string={field: f" {pasted} ", "view": view})
+        assert response.status_code == 303
+        assert response.headers["Location"] == f"/messages/{pk}"
+
+
+def test_an_id_of_several_messages_lists_them_and_an_unknown_one_says_so(browse):
+    store(sent(1, messageId="SAMEID000000000000001"))
+    store(sent(1, messageId="SAMEID000000000000001", instanceId="other"))
+    page = page_of(browse, "/search", messageId="SAMEID000000000000001")
+    assert len(messages_listed(page)) == 2
+    asked_among_callbacks = page_of(
+        browse, "/search", messageId="SAMEID000000000000001", view="callbacks"
+    )
+    assert len(messages_listed(asked_among_callbacks)) == 2
+    assert "Search messages" in asked_among_callbacks
+    assert 'name="view" value="callbacks"' not in asked_among_callbacks
+    missing = page_of(browse, "/search", phone="999999999999999999999")
+    assert messages_listed(missing) == []
+    assert "No message has the ID or zaapId 999999999999999999999." in text(missing)
+    assert 'role="status"' in missing
+
+
+def test_a_number_is_not_taken_for_an_id(browse):
+    store(sent(1))
+    for typed in ("5544999999999", "+55 44 99999-9999", "44.9999.9999", "9999-9999"):
+        assert len(messages_listed(page_of(browse, "/search", phone=typed))) == 1, typed
+    # Letters that are not an id still get the phone's own advice.
+    assert "Type a phone number with digits" in text(page_of(browse, "/search?phone=abc", 400))
+
+
+# -- the verdict card ---------------------------------------------------------------------
+
+
+def card(page: str) -> str:
+    found = re.search(r'<section class="card verdict-card".*?</section>', page, re.S)
+    return text(found.group()) if found else ""
+
+
+def test_a_phone_search_answers_for_the_latest_message_in_one_sentence(browse):
+    store(sent(1, momment=1777494000000))
+    store(status("READ", "M1", momment=1777494180000))
+    assert card(page_of(browse, "/search", phone="44 99999-9999")) == (
+        "Latest message to +55 44 99999-9999 ✓✓ Read Read at 2026-04-29 20:23 UTC. "
+        "Open this message"
+    )
+    store(sent(2, momment=1777494300000))
+    queued = card(page_of(browse, "/search", phone="44 99999-9999"))
+    assert "Handed to WhatsApp at 2026-04-29 20:25 UTC" in queued
+    assert "not that the customer received it" in queued
+    store(status("RECEIVED", "M2", momment=1777494360000))
+    received = card(page_of(browse, "/search", phone="44 99999-9999"))
+    assert "On the customer's phone since 2026-04-29 20:26 UTC, not read yet" in received
+    assert "“not read” may mean they read it" in received
+    # Only a phone search has a card: the whole list has no one latest message.
+    assert card(page_of(browse, "/search")) == ""
+    assert card(page_of(browse, "/search", phone="5511988887777")) == ""
+
+
+def test_each_listed_message_shows_its_sentence_and_the_card_speaks_portuguese(browse):
+    store(sent(1, error="Phone number does not exist"))
+    store(sent(2, phone="5511988887777"))
+    page = page_of(browse, "/search")
+    rows = page.split("<tbody>", 1)[1]
+    assert "Failed: " in text(rows) and "Handed to WhatsApp at " in text(rows)
+    browse.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pt-BR"
+    portuguese = page_of(browse, "/search", phone="44 99999-9999")
+    assert "Buscar mensagens" in portuguese
+    assert card(portuguese).startswith("Última mensagem para +55 44 99999-9999 ✗ Falhou Falhou: ")
