@@ -90,7 +90,7 @@ def test_every_part_of_a_read_message_is_on_its_page(browse):
     assert "+55 44 99999-9999" in summary
     assert "I1" in summary and "M1" in summary and "Z-M1" in summary
     assert "Seu pedido saiu para entrega" in summary
-    assert 'class="badge badge-state badge-state-read" data-state="read"' in page
+    assert 'class="badge badge-state badge-state-read" data-state-badge="read"' in page
 
     assert steps(page) == ["queued", "sent", "received", "read"]
     moments = text(section(page, "timeline-title"))
@@ -125,7 +125,7 @@ def test_every_part_of_a_read_message_is_on_its_page(browse):
 def test_a_message_that_failed_then_reached_the_phone_shows_both(browse):
     store_all([sent(error="Phone number does not exist"), status("RECEIVED", 5)])
     page = page_of(browse, f"/messages/{message().id}")
-    assert 'data-state="received"' in page
+    assert 'data-state-badge="received"' in page
     failure = text(section(page, "failure-title"))
     assert "Invalid number" in failure
     assert "The phone number is not valid or has no WhatsApp account." in failure
@@ -141,7 +141,7 @@ def test_a_message_that_failed_then_reached_the_phone_shows_both(browse):
 def test_a_failed_message_says_why_and_what_to_do(browse):
     store_all([sent(error="Timeout on send message")])
     page = page_of(browse, f"/messages/{message().id}")
-    assert 'data-state="failed"' in page
+    assert 'data-state-badge="failed"' in page
     assert "Failed: Timeout or connection error." in text(section(page, "summary-title"))
     failure = text(section(page, "failure-title"))
     assert "Check in the Z-API panel that the instance is connected" in failure

@@ -174,7 +174,7 @@ def test_the_verdict_card_answers_on_a_phone_and_the_lists_fit_its_width(search_
         expect(card).to_contain_text("“not read” may mean they read it")
         row = me.main.locator("tr.message")
         expect(row).to_have_count(1)
-        expect(row.locator('[data-state="received"]')).to_contain_text("Delivered")
+        expect(row.locator('[data-state-badge="received"]')).to_contain_text("Delivered")
         me.assert_fits_the_width()
         me.assert_clean()
         expect(card.get_by_role("link", name="Open this message")).to_have_attribute(
