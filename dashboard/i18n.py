@@ -1,9 +1,13 @@
 """Languages: Portuguese (Brazil) by default, English on request."""
 
+from datetime import UTC, datetime
+
 from flask import Flask, request
 from flask_babel import Babel, format_datetime, format_decimal
 from flask_login import current_user
+from markupsafe import Markup
 
+from .models import iso_utc
 from .paths import PACKAGE_DIR
 
 DEFAULT_LANGUAGE = "pt_BR"
@@ -28,5 +32,15 @@ def init(app: Flask, babel: Babel) -> None:
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS_DIR)
     babel.init_app(app, locale_selector=select_language)
-    # Dates and numbers written the way the page's language writes them.
-    app.jinja_env.globals.update(format_datetime=format_datetime, format_decimal=format_decimal)
+    # Numbers written the way the page's language writes them; times by the one filter below.
+    app.jinja_env.globals.update(format_decimal=format_decimal)
+    app.add_template_filter(time_element, "local_time")
+
+
+def time_element(moment: datetime) -> Markup:
+    """A time as ``<time>``: UTC text static/time.js turns into the reader's local time."""
+    # Stored times are UTC; one without a zone is taken as UTC too, never as server time.
+    at = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(
+        iso_utc(at), at.strftime("%Y-%m-%d %H:%M:%S UTC"), format_datetime(at, "long")
+    )

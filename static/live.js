@@ -47,12 +47,6 @@
     }
   }
 
-  const dateTimeFormat = intl(function (locale) {
-    return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "medium" });
-  });
-  const clockFormat = intl(function (locale) {
-    return new Intl.DateTimeFormat(locale, { timeStyle: "medium" });
-  });
   const numberFormat = intl(function (locale) { return new Intl.NumberFormat(locale); });
   const pluralRules = intl(function (locale) { return new Intl.PluralRules(locale); });
 
@@ -62,18 +56,8 @@
     return text[key + form].replace("{count}", numberFormat.format(count));
   }
 
-  // "2026-04-29 14:05:09 UTC", like the title the server writes.
-  function utcTitle(date) {
-    return text.utcFormat.replace("{time}", date.toISOString().slice(0, 19).replace("T", " "));
-  }
-
-  // Show a <time datetime="..."> in the browser's time zone, with UTC on hover.
-  function localizeTime(time) {
-    const date = new Date(time.dateTime);
-    if (Number.isNaN(date.getTime())) return;
-    time.textContent = dateTimeFormat.format(date);
-    time.title = utcTitle(date);
-  }
+  // Times: static/time.js, the page's one formatter (local time zone, UTC on hover).
+  const times = window.dashboardTime;
 
   // -- rows ----------------------------------------------------------------------------
 
@@ -105,7 +89,7 @@
     const time = field(row, "receivedAt");
     time.dateTime = asText(delivery.receivedAt);
     time.textContent = asText(delivery.receivedAt);
-    localizeTime(time);
+    times.localise(time);
 
     const phone = field(row, "phone");
     phone.dataset.phone = asText(delivery.phone);
@@ -319,7 +303,7 @@
   function showOffline() {
     offlineTimer = null;
     if (refused) return; // the refusal's alert already says more than "offline"
-    setConnection("offline", text.textOfflineSince.replace("{time}", clockFormat.format(downSince)));
+    setConnection("offline", text.textOfflineSince.replace("{time}", times.clock(downSince)));
     offlineBanner.textContent = text.textOfflineBanner;
     offlineBanner.hidden = false;
   }
@@ -499,7 +483,6 @@
 
   // -- start ---------------------------------------------------------------------------
 
-  root.querySelectorAll("tbody time[datetime]").forEach(localizeTime);
   root.querySelectorAll("tbody [data-copy]").forEach(function (button) { button.hidden = !canCopy; });
   failedOnly.addEventListener("change", applyFiltersToAll);
   typeFilter.addEventListener("change", applyFiltersToAll);
