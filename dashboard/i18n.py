@@ -7,6 +7,7 @@ from flask_babel import Babel, format_datetime, format_decimal
 from flask_login import current_user
 from markupsafe import Markup
 
+from . import labels
 from .models import iso_utc
 from .paths import PACKAGE_DIR
 
@@ -35,6 +36,7 @@ def init(app: Flask, babel: Babel) -> None:
     # Numbers written the way the page's language writes them; times by the one filter below.
     app.jinja_env.globals.update(format_decimal=format_decimal)
     app.add_template_filter(time_element, "local_time")
+    labels.init(app)
 
 
 def time_element(moment: datetime) -> Markup:

@@ -33,6 +33,7 @@
   const gapText = root.querySelector("[data-gap-text]");
   const announcer = root.querySelector("[data-announcer]");
   const columns = table.tHead ? table.tHead.rows[0].cells.length : 5;
+  const statusLabels = JSON.parse(template.dataset.statusLabels || "{}");
   const canCopy = Boolean(navigator.clipboard && navigator.clipboard.writeText);
 
   // -- words and numbers in the page's language ----------------------------------------
@@ -63,6 +64,12 @@
 
   function asText(value) {
     return value === null || value === undefined ? "" : String(value);
+  }
+
+  // Z-API's status in the page's words, as the server's status_label filter says it; a
+  // status the page has no word for, as it came.
+  function statusLabel(status) {
+    return Object.hasOwn(statusLabels, status) ? statusLabels[status] : status;
   }
 
   function field(row, name) {
@@ -105,7 +112,7 @@
     error.textContent = asText(delivery.error);
     keepIf(error, failed);
     const status = field(row, "status");
-    status.textContent = asText(delivery.status);
+    status.textContent = statusLabel(asText(delivery.status));
     keepIf(status, !failed && Boolean(delivery.status));
     keepIf(
       row.querySelector('[data-part="handed"]'),
