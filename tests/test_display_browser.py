@@ -9,7 +9,7 @@ import requests
 from babel.dates import format_datetime
 from playwright.sync_api import expect
 
-from .browser import Account, Visitor, require_chromium
+from .browser import PHONE_VIEWPORT, Account, Visitor, require_chromium
 from .support import SEED, STATUS, Server, create_user_with_cli
 
 pytestmark = pytest.mark.server
@@ -117,3 +117,72 @@ def test_live_rows_show_statuses_in_the_pages_words(display_server, reader):
         row = me.main.locator(f'tr.delivery[data-id="{stored}"]')
         expect(row.locator('[data-field="status"]')).to_have_text(shown)
     me.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def phone_data(display_server):
+    """What the pages show at their fullest: users, a token, a settings change, callbacks."""
+    long_name = "maria.aparecida.dos.santos.oliveira.pereira"
+    create_user_with_cli(display_server.data_dir, long_name, "a long enough password", "viewer")
+    post(display_server)
+    failed = {**SEED, "messageId": f"phone-{uuid.uuid4().hex * 2}", "errorCode": "SHADOW_BAN"}
+    failed["error"] = "The message was not sent due to a likely shadow ban"
+    assert requests.post(display_server.webhook_url, json=failed, timeout=30).status_code == 200
+    return long_name
+
+
+@pytest.fixture
+def phone(browser, display_server, phone_data):
+    """An English reader on a phone held upright, signed in as the admin."""
+    visitor = Visitor(browser, display_server.base_url, viewport=PHONE_VIEWPORT)
+    visitor.sign_in(ADMIN)
+    yield visitor
+    visitor.context.close()
+
+
+def test_users_fit_a_phone_as_cards(phone, phone_data):
+    phone.open("/users")
+    phone.assert_fits_the_width()
+    row = phone.main.locator("tbody tr").filter(has_text=phone_data)
+    # A card: each value under its label, stacked, not side by side in columns.
+    expect(row.locator("td").first).to_have_css("display", "block")
+    expect(row.locator("td").nth(3).locator("time")).to_be_visible()
+
+
+def test_the_account_page_with_a_token_fits_a_phone(phone):
+    phone.open("/account")
+    form = phone.form_with_button("Create token")
+    phone.field("name", form).fill("the CRM of the support team, on the new server")
+    phone.submit(phone.button("Create token", form))
+    expect(phone.main.locator("#new-token-secret")).to_be_visible()
+    phone.assert_fits_the_width()
+
+
+def test_the_settings_page_with_its_history_fits_a_phone(phone):
+    phone.open("/settings")
+    phone.field("instance_id").fill("3C0A1B2C3D4E5F60718293A4B5C6D7E8")
+    phone.field("instance_token").fill("F1E2D3C4B5A69788796A5B4C3D2E1F00")
+    phone.field("public_url").fill("https://painel-de-atendimento.example.com.br")
+    phone.submit(phone.button("Save"))
+    expect(phone.main.locator("tbody tr").first).to_be_visible()
+    phone.assert_fits_the_width()
+
+
+@pytest.mark.parametrize("path", ["/", "/search?phone=554499999999"])
+def test_the_feed_and_search_fit_a_phone(phone, path):
+    phone.open(path)
+    expect(phone.main.locator("tr.delivery").first).to_be_visible()
+    phone.assert_fits_the_width()
+
+
+def test_the_header_and_its_account_menu_fit_a_phone(reader):
+    # Portuguese, whose longer links wrap the header onto more lines.
+    phone = reader(viewport=PHONE_VIEWPORT)
+    phone.open("/")
+    phone.assert_fits_the_width()
+    phone.account_menu.click()
+    menu = phone.page.locator(".account-menu-items")
+    expect(menu).to_be_visible()
+    box = menu.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= PHONE_VIEWPORT["width"], box
+    phone.assert_fits_the_width()
