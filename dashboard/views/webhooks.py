@@ -92,8 +92,9 @@ def _refusal(exc: payloads.InvalidCallback) -> str:
     """Why a body is no callback, with none of Python's English inside the translated words."""
     params = dict(exc.params)
     if "problem" in params:
-        found = (w for start, w in _JSON_PROBLEMS.items() if params["problem"].startswith(start))
-        params["problem"] = _(next(found, _UNKNOWN_PROBLEM))
+        said = params["problem"]
+        ours = (words for start, words in _JSON_PROBLEMS.items() if said.startswith(start))
+        params["problem"] = _(next(ours, _UNKNOWN_PROBLEM))
     if "kind" in params:
         params["kind"] = _(_JSON_KINDS.get(params["kind"], params["kind"]))
     return _(exc.message, **params)
