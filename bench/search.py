@@ -15,11 +15,15 @@ Then, over Q random queries each (default 200), it times:
   primary-key lookup and the ``LIKE '%digits'`` scan an unindexed suffix search would be;
 - over HTTP, the same searches as ``GET /api/deliveries`` on ``zapi-dashboard serve``
   (gunicorn, signed-in session, keep-alive), next to ``GET /healthz`` on the same server;
+- in process, message searches (``messages.queries.search``, the rows the product builds
+  from those callbacks with its own write path): a number's messages, one message by its
+  messageId and by its zaapId;
 - a CSV export of about 100,000 rows (every ``ReceivedCallback``) over HTTP: time to the
   last byte and the serving workers' peak RSS (``VmHWM``).
 
 Goal at 1M rows: database p99 < 2 ms and API p99 < 25 ms for whole-number and suffix
-searches and any page; the export under 5 s with peak RSS under 150 MB.
+searches and any page, database p99 < 2 ms for every message search; the export under
+5 s with peak RSS under 150 MB.
 Exit code 0 whatever the figures; non-zero only when the benchmark could not run.
 
 Usage: python bench/search.py [--rows 1000000] [--queries 200] [--data-dir DIR]
@@ -51,10 +55,13 @@ from common import (
 )
 from sqlalchemy import func, insert, select, text
 
-from dashboard import create_app, deliveries
+from dashboard import create_app, deliveries, phones
 from dashboard.deliveries import Filters
 from dashboard.extensions import db
-from dashboard.models import Delivery, StatusMessageId
+from dashboard.messages import queries as message_queries
+from dashboard.messages import store as message_store
+from dashboard.messages.queries import MessageFilters
+from dashboard.models import Delivery, Message, StatusMessageId
 from dashboard.payloads import parse
 from dashboard.phones import parse_query
 
@@ -213,7 +220,7 @@ def build_database(args: argparse.Namespace, numbers: list[Number], busy: list[N
     step = timedelta(days=90) / args.rows
     began = time.perf_counter()
     for first in range(0, args.rows, BUILD_CHUNK):
-        rows, status_rows = [], []
+        rows, status_rows, stored = [], [], []
         for n in range(first, min(first + BUILD_CHUNK, args.rows)):
             number = rng.choice(busy) if rng.random() < busy_share else rng.choice(numbers)
             moment = start + step * n
@@ -225,10 +232,14 @@ def build_database(args: argparse.Namespace, numbers: list[Number], busy: list[N
                 {"delivery_id": n + 1, "message_id": message_id}
                 for message_id in callback.status_ids
             ]
-        with db.engine.begin() as connection:
+            stored.append((callback, n + 1, moment))
+        with db.writing() as session:
+            connection = session.connection()
             connection.execute(insert(Delivery.__table__), rows)
             if status_rows:
                 connection.execute(insert(StatusMessageId.__table__), status_rows)
+            # The messages as the webhook's own write would keep them.
+            message_store.record(session, stored)
         done = min(first + BUILD_CHUNK, args.rows)
         rate = done / (time.perf_counter() - began)
         print(f"\r  stored {done:,} of {args.rows:,} ({rate:,.0f}/s)", end="", flush=True)
@@ -326,6 +337,48 @@ def database_timings(cases: list[Case]) -> list[Timing]:
         return search
 
     return [timed(case.label, [run(p) for p in case.params], GOAL_DB_P99_MS) for case in cases]
+
+
+def message_timings(args: argparse.Namespace, numbers: list[Number]) -> list[Timing]:
+    """A number's messages, and one message by its messageId and by its zaapId."""
+    rng = random.Random(args.seed + 3)
+
+    def run(filters: MessageFilters, limit: int) -> Callable[[], object]:
+        def search():
+            with db.reading() as session:
+                if not message_queries.search(session, filters, limit):
+                    raise BenchError(f"no message for {filters}: the data is wrong")
+
+        return search
+
+    # Random sent messages of the database: their numbers, typed in any format, and their
+    # ids, each with the zaapId its DeliveryCallback gave.
+    with db.reading() as session:
+        sample = session.execute(
+            select(Message.phone, Message.message_id, Message.zaap_id)
+            .where(Message.zaap_id.is_not(None))
+            .order_by(func.random())
+            .limit(args.queries * 2)
+        ).all()
+    by_key = {phones.stored_key(f"55{n.area}{n.subscriber}"): n for n in numbers}
+    typed = [by_key[key] for row in sample if (key := phones.stored_key(row.phone)) in by_key]
+    by_phone = [
+        run(MessageFilters(phone=parse_query(n.as_typed(rng))), PAGE) for n in typed[: args.queries]
+    ]
+    known = {row.message_id: row.zaap_id for row in sample[: args.queries]}
+    return [
+        timed("messages of a whole number", by_phone, GOAL_DB_P99_MS),
+        timed(
+            "one message by messageId",
+            [run(MessageFilters(message_id=m), 1) for m in known],
+            GOAL_DB_P99_MS,
+        ),
+        timed(
+            "one message by zaapId",
+            [run(MessageFilters(message_id=z), 1) for z in known.values()],
+            GOAL_DB_P99_MS,
+        ),
+    ]
 
 
 def database_baselines(numbers: list[Number]) -> list[Timing]:
@@ -474,6 +527,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     gc.freeze()
     print(f"timing {args.queries} queries per case in process...", flush=True)
     db_timings = database_timings(cases) + database_baselines(numbers)
+    message_search = message_timings(args, numbers)
     db.engine.dispose()
     print(f"\n{args.rows:,} callbacks, {args.numbers:,} numbers, {args.busy} busy numbers")
     print_table("database (deliveries.search, 50 rows a page)", db_timings)
@@ -483,6 +537,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         f" faster than the LIKE scan's median; a key lookup's median is"
         f" {statistics.median(lookup.samples):.3f} ms"
     )
+
+    print_table("database (messages.queries.search)", message_search)
 
     # A new admin each run: a reused data dir already holds the previous runs' admins.
     username, password = f"bench-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
@@ -506,7 +562,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         f" (goal < {GOAL_EXPORT_S:g} s and < {GOAL_EXPORT_RSS_MB:g} MB:"
         f" {'MET' if export_met else 'NOT MET'})"
     )
-    goals = [t.met for t in db_timings + http_timings if t.met is not None] + [export_met]
+    timings = db_timings + message_search + http_timings
+    goals = [t.met for t in timings if t.met is not None] + [export_met]
     print(f"all goals: {'MET' if all(goals) else 'NOT MET'}")
 
 

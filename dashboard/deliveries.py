@@ -147,6 +147,7 @@ def to_json(delivery: Delivery) -> dict:
         "status": delivery.status,
         "isGroup": delivery.is_group,
         "participant": delivery.participant,
+        "fromMe": delivery.from_me,
         "phoneDisplay": display(delivery.phone),
         "receiveCount": delivery.receive_count,
     }
@@ -279,7 +280,15 @@ def related(session: Session, delivery: Delivery) -> list[Delivery]:
         conditions.append(Delivery.zaap_id == delivery.zaap_id)
     status_ids = [row.message_id for row in delivery.status_ids]
     if status_ids:
-        conditions.append(Delivery.message_id.in_(status_ids))
+        # The sends these statuses are about, and the other statuses about any of them.
+        conditions += [
+            Delivery.message_id.in_(status_ids),
+            Delivery.id.in_(
+                select(StatusMessageId.delivery_id).where(
+                    StatusMessageId.message_id.in_(status_ids)
+                )
+            ),
+        ]
     if not conditions:
         return []
     query = (

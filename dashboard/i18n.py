@@ -39,10 +39,12 @@ def init(app: Flask, babel: Babel) -> None:
     labels.init(app)
 
 
-def time_element(moment: datetime) -> Markup:
+def time_element(moment: datetime, field: str | None = None) -> Markup:
     """A time as ``<time>``: UTC text static/time.js turns into the reader's local time."""
     # Stored times are UTC; one without a zone is taken as UTC too, never as server time.
     at = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return Markup('<time datetime="{}" title="{}">{}</time>').format(
-        iso_utc(at), at.strftime("%Y-%m-%d %H:%M:%S UTC"), format_datetime(at, "long")
+    # ``field`` names the element for live.js, which refills it as news arrive.
+    hook = Markup(' data-field="{}"').format(field) if field else ""
+    return Markup('<time datetime="{}" title="{}"{}>{}</time>').format(
+        iso_utc(at), at.strftime("%Y-%m-%d %H:%M:%S UTC"), hook, format_datetime(at, "long")
     )

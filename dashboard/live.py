@@ -25,6 +25,9 @@ from . import deliveries, metrics, notifications
 from .accounts import users as accounts
 from .database import Database
 from .logs import database_reason
+from .messages import failures, queries
+from .models import Delivery, iso_utc
+from .phones import display
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,42 @@ class Subscriber:
 def event_frame(name: str, data: dict) -> str:
     """One text frame of the live protocol: ``{"event": name, "data": data}``."""
     return json.dumps({"event": name, "data": data})
+
+
+def delivery_frames(session: Session, rows: list[Delivery]) -> list[tuple[int, str]]:
+    """The ``delivery`` frame of each row, by id, with its message as it stands; one query."""
+    news = queries.messages_of(session, rows)
+    frames = []
+    for row in rows:
+        about = news.get(row.id)
+        data = {
+            **deliveries.to_json(row),
+            "messageState": about.message.state if about else None,
+            "message": message_json(about) if about else None,
+        }
+        frames.append((row.id, event_frame("delivery", data)))
+    return frames
+
+
+def message_json(news: queries.News) -> dict:
+    """What the feed draws of a message: its state, phone, words, failure and latest news."""
+    message = news.message
+    failure = failures.decode(message.error, message.error_code)
+    return {
+        "id": message.id,
+        "instanceId": message.instance_id or None,
+        "messageId": message.message_id,
+        "state": message.state,
+        "phone": message.phone,
+        "phoneDisplay": display(message.phone),
+        "content": message.content,
+        "error": message.error,
+        "errorCode": message.error_code,
+        "failureCategory": failure.category if failure else None,
+        # The latest callback about it: a frame carrying an older one is older news.
+        "latestDeliveryId": message.last_delivery_id,
+        "latestAt": iso_utc(news.at),
+    }
 
 
 class Cursor:
@@ -263,12 +302,9 @@ class Hub:
                 if cursor.is_new(row_id)
             ]
             late = deliveries.by_ids(session, late_ids) if late_ids else []
-        frames = [(row.id, event_frame("delivery", deliveries.to_json(row))) for row in late]
-        frames += [
-            (row.id, event_frame("delivery", deliveries.to_json(row)))
-            for row in fresh
-            if cursor.is_new(row.id)
-        ]
+            frames = delivery_frames(
+                session, late + [row for row in fresh if cursor.is_new(row.id)]
+            )
         for row_id, _ in frames:
             cursor.mark(row_id)
         cursor.advance(time.monotonic())

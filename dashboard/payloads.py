@@ -131,24 +131,27 @@ def parse(body: bytes) -> Callback:
     phone = _text(payload.get("phone"))
     # A group member is "participant" in a status and "participantPhone" in a message.
     member = _text(payload.get("participant") if is_status else payload.get("participantPhone"))
+    status_ids = _status_ids(payload.get("ids")) if is_status else ()
     return Callback(
         raw=text,
         dedup_key=dedup_key(payload),
         type=callback_type,
         instance_id=_text(payload.get("instanceId")),
         phone=phone,
-        message_id=_text(payload.get("messageId")),
+        # A status names its messages in ids[]; the first one is the message it is shown as.
+        message_id=_text(payload.get("messageId")) or (status_ids[0] if status_ids else None),
         zaap_id=_text(payload.get("zaapId")),
         momment=normalise_momment(payload.get("momment")),
         error=_text(payload.get("error"), MAX_ERROR_LENGTH),
         error_code=_text(payload.get("errorCode")),
-        status=_text(payload.get("status")) if is_status else None,
+        # Statuses, messages (RECEIVED, SENT...) and presence (COMPOSING...) each have one.
+        status=_text(payload.get("status")),
         is_group=_flag(payload.get("isGroup")),
-        participant=member if is_status else None,
+        participant=member,
         phone_key_reversed=phones.reversed_key(phones.stored_key(phone)),
         participant_key_reversed=phones.reversed_key(phones.stored_key(member)),
         from_me=_flag(payload.get("fromMe")) if is_message else None,
-        status_ids=_status_ids(payload.get("ids")) if is_status else (),
+        status_ids=status_ids,
         content=_content(payload) if is_message else None,
     )
 

@@ -1,12 +1,16 @@
 // The live feed: new callbacks pushed over a WebSocket, drawn from the server's own row
-// template, with filters, a pause button and the connection state always on screen.
+// templates. By default one row per message, whose badge changes in place as its news
+// arrives; with view=callbacks every callback, with filters and a pause button. The
+// connection state and each instance's latest event are always on screen.
 // Every word shown comes from data-* attributes the page renders in its own language, or
 // from the server's own (translated) answer saying why it refuses the socket.
 (function () {
   "use strict";
   const root = document.getElementById("live-feed");
-  const template = document.getElementById("delivery-row");
-  if (!root || !template || !("WebSocket" in window)) return;
+  if (!root || !("WebSocket" in window)) return;
+  const byMessage = root.dataset.view === "messages";
+  const template = document.getElementById(byMessage ? "message-row" : "delivery-row");
+  if (!template) return;
 
   const MAX_ROWS = 500;
   const FIRST_DELAY_MS = 1000;
@@ -18,8 +22,8 @@
   const CLOSE_POLICY = 1008;
 
   const text = root.dataset;
-  const table = root.querySelector("[data-feed-table]");
-  const rows = root.querySelector("[data-feed-rows]");
+  const table = root.querySelector(byMessage ? "[data-message-table]" : "[data-feed-table]");
+  const rows = root.querySelector(byMessage ? "[data-message-rows]" : "[data-feed-rows]");
   const empty = root.querySelector("[data-feed-empty]");
   const controls = root.querySelector("[data-feed-controls]");
   const failedOnly = root.querySelector("[data-filter-failed]");
@@ -32,6 +36,7 @@
   const gapBanner = root.querySelector("[data-gap-banner]");
   const gapText = root.querySelector("[data-gap-text]");
   const announcer = root.querySelector("[data-announcer]");
+  const instanceEvents = document.querySelector("[data-instance-events]");
   const columns = table.tHead ? table.tHead.rows[0].cells.length : 5;
   const statusLabels = JSON.parse(template.dataset.statusLabels || "{}");
   const canCopy = Boolean(navigator.clipboard && navigator.clipboard.writeText);
@@ -172,9 +177,99 @@
     showTable();
   }
 
+  // -- message rows --------------------------------------------------------------------
+
+  // A part of a page <template> by its data attribute, e.g. the badge of one state.
+  function templatePart(id, attribute, value) {
+    const holder = document.getElementById(id);
+    if (!holder) return null;
+    return Array.from(holder.content.children).find(function (element) {
+      return element.getAttribute(attribute) === value;
+    }) || null;
+  }
+
+  function messageRow(id) {
+    return rows.querySelector('tr.message[data-message="' + id + '"]');
+  }
+
+  // A failure's label in the page's language; Z-API's own words for one not known here,
+  // as the server writes it (messages.verdict.failure_of).
+  function failureLabel(message) {
+    if (message.state !== "failed") return "";
+    const label = templatePart("failure-labels", "data-category", asText(message.failureCategory));
+    return label && message.failureCategory !== "other" ? label.textContent : asText(message.error);
+  }
+
+  // Fill a message row from a frame's message: a new row, or one already shown, in place.
+  function fillMessageRow(row, message) {
+    const failed = message.state === "failed";
+    row.dataset.message = String(message.id);
+    row.dataset.news = String(message.latestDeliveryId);
+    row.dataset.state = asText(message.state);
+    row.classList.toggle("message-failed", failed);
+    const state = field(row, "state");
+    const badge = templatePart("state-badges", "data-state-badge", asText(message.state));
+    state.textContent = badge ? "" : asText(message.state);
+    if (badge) state.appendChild(badge.cloneNode(true));
+    field(row, "phone").textContent = asText(message.phoneDisplay);
+    field(row, "content").textContent = asText(message.content);
+    field(row, "failure").textContent = failureLabel(message);
+    row.querySelector("[data-detail-link]").href = "/messages/" + message.id;
+    const time = field(row, "latestAt");
+    time.dateTime = asText(message.latestAt);
+    time.textContent = asText(message.latestAt);
+    times.localise(time);
+  }
+
+  // A message's news: its row changes in place, or a new row goes on top. A frame read
+  // before the one already shown (a late commit, the catch-up) changes nothing.
+  function showMessage(message) {
+    if (!message || typeof message.id !== "number") return;
+    let row = messageRow(message.id);
+    if (row && Number(row.dataset.news) > message.latestDeliveryId) return;
+    if (!row) {
+      row = template.content.firstElementChild.cloneNode(true);
+      rows.prepend(row);
+    }
+    fillMessageRow(row, message);
+    showTable();
+    const all = rows.querySelectorAll("tr.message");
+    for (let index = MAX_ROWS; index < all.length; index += 1) all[index].remove();
+  }
+
+  // -- instance events -----------------------------------------------------------------
+
+  // "Instance X disconnected at ...": the latest event of each instance, one line each.
+  function showInstanceEvent(delivery) {
+    const words = templatePart("instance-event-texts", "data-type", asText(delivery.type));
+    if (!words || !instanceEvents) return;
+    const instance = asText(delivery.instanceId);
+    const old = Array.from(instanceEvents.children).find(function (line) {
+      return line.dataset.instance === instance;
+    });
+    if (old && Number(old.dataset.id) > delivery.id) return; // older news
+    const line = document.createElement("li");
+    line.className = "instance-event instance-event-" + delivery.type;
+    line.dataset.instance = instance;
+    line.dataset.id = String(delivery.id);
+    const parts = words.textContent.split("{time}");
+    const name = instance || "\u2014";
+    line.appendChild(document.createTextNode(parts[0].replace("{instance}", name)));
+    const time = document.createElement("time");
+    time.dateTime = asText(delivery.receivedAt);
+    times.localise(time);
+    line.appendChild(time);
+    const after = parts.slice(1).join("{time}");
+    line.appendChild(document.createTextNode(after.replace("{instance}", name)));
+    if (old) old.replaceWith(line);
+    else instanceEvents.appendChild(line);
+    instanceEvents.hidden = false;
+  }
+
   // -- filters -------------------------------------------------------------------------
 
   function matches(row) {
+    if (!failedOnly || !typeFilter) return true;
     if (failedOnly.checked && !("failed" in row.dataset)) return false;
     return !typeFilter.value || row.dataset.type === typeFilter.value;
   }
@@ -189,7 +284,7 @@
 
   // Types seen on the page join the type filter, in alphabetical order.
   function offerType(type) {
-    if (!type) return;
+    if (!type || !typeFilter) return;
     const options = Array.from(typeFilter.options).slice(1); // after "All types"
     if (options.some(function (option) { return option.value === type; })) return;
     const option = document.createElement("option");
@@ -206,6 +301,7 @@
   let heldCount = 0;
 
   function showHeld() {
+    if (!heldLine) return;
     heldLine.hidden = heldCount === 0;
     heldLine.textContent = heldCount ? counted("textNew", heldCount) : "";
   }
@@ -224,7 +320,7 @@
 
   function setPaused(value) {
     paused = value;
-    pauseButton.textContent = paused ? text.textResume : text.textPause;
+    if (pauseButton) pauseButton.textContent = paused ? text.textResume : text.textPause;
     if (!paused) {
       const items = held;
       held = [];
@@ -256,11 +352,18 @@
   deliveryRows().forEach(function (row) {
     remember(Number(row.dataset.id) || 0);
   });
+  // The newest callback when the page was drawn: the socket's catch-up starts after it.
+  lastId = Math.max(lastId, Number(root.dataset.latestId) || 0);
 
   function receive(delivery) {
     if (!delivery || typeof delivery.id !== "number") return;
     if (seen.has(delivery.id) || hasRow(delivery.id)) return; // never twice
     remember(delivery.id);
+    showInstanceEvent(delivery);
+    if (byMessage) {
+      showMessage(delivery.message);
+      return;
+    }
     offerType(asText(delivery.type));
     add({ delivery: delivery });
   }
@@ -279,7 +382,7 @@
     } else if (message.event === "caught-up") {
       healthy();
       if (typeof data.latest === "number") lastId = Math.max(lastId, data.latest);
-      if (wasDisconnected && data.count > 0) add({ divider: data.count });
+      if (!byMessage && wasDisconnected && data.count > 0) add({ divider: data.count });
     } else if (message.event === "gap") {
       healthy();
       if (typeof data.latest === "number") lastId = Math.max(lastId, data.latest);
@@ -491,9 +594,9 @@
   // -- start ---------------------------------------------------------------------------
 
   root.querySelectorAll("tbody [data-copy]").forEach(function (button) { button.hidden = !canCopy; });
-  failedOnly.addEventListener("change", applyFiltersToAll);
-  typeFilter.addEventListener("change", applyFiltersToAll);
-  pauseButton.addEventListener("click", function () { setPaused(!paused); });
+  if (failedOnly) failedOnly.addEventListener("change", applyFiltersToAll);
+  if (typeFilter) typeFilter.addEventListener("change", applyFiltersToAll);
+  if (pauseButton) pauseButton.addEventListener("click", function () { setPaused(!paused); });
   gapBanner.querySelector("[data-reload]").addEventListener("click", function () {
     window.location.reload();
   });

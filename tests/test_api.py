@@ -19,6 +19,7 @@ DELIVERY_FIELDS = {
     "status",
     "isGroup",
     "participant",
+    "fromMe",
     "phoneDisplay",
     "receiveCount",
 }

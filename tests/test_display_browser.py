@@ -86,7 +86,7 @@ def test_a_server_rendered_time_shows_the_readers_local_time(display_server, rea
 
 def test_a_live_row_shows_the_readers_local_time(display_server, reader):
     me = reader()
-    me.open("/")
+    me.open("/?view=callbacks")
     expect(me.main.locator('[data-connection][data-state="live"]')).to_be_visible()
     message_id = post(display_server)
     time = row_time(me, message_id)
@@ -108,7 +108,7 @@ def test_without_javascript_the_utc_text_shows(display_server, reader):
 
 def test_live_rows_show_statuses_in_the_pages_words(display_server, reader):
     me = reader()
-    me.open("/")
+    me.open("/?view=callbacks")
     expect(me.main.locator('[data-connection][data-state="live"]')).to_be_visible()
     for status, shown in [("READ", "Lida"), ("COMPOSING", "Digitando"), ("NEW_ONE", "NEW_ONE")]:
         payload = {**STATUS, "status": status, "ids": [f"live-{uuid.uuid4().hex}"]}
@@ -168,10 +168,10 @@ def test_the_settings_page_with_its_history_fits_a_phone(phone):
     phone.assert_fits_the_width()
 
 
-@pytest.mark.parametrize("path", ["/", "/search?phone=554499999999"])
+@pytest.mark.parametrize("path", ["/", "/?view=callbacks", "/search?phone=554499999999"])
 def test_the_feed_and_search_fit_a_phone(phone, path):
     phone.open(path)
-    expect(phone.main.locator("tr.delivery").first).to_be_visible()
+    expect(phone.main.locator("tbody tr").first).to_be_visible()
     phone.assert_fits_the_width()
 
 

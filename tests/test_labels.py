@@ -104,7 +104,7 @@ def test_search_rows_and_the_detail_page_show_statuses_in_portuguese(portuguese)
 
 
 def test_the_live_feed_gets_its_status_words_from_the_page(portuguese, app):
-    page = portuguese.get("/").get_data(as_text=True)
+    page = portuguese.get("/?view=callbacks").get_data(as_text=True)
     found = re.search(r"<template id=\"delivery-row\" data-status-labels='([^']*)'>", page)
     words = json.loads(html.unescape(found.group(1)))
     with app.test_request_context(), force_locale("pt_BR"):

@@ -17,7 +17,7 @@ from dashboard import create_app, deliveries
 from dashboard.extensions import db
 from dashboard.payloads import parse
 
-from .browser import Account, Visitor, require_chromium
+from .browser import PHONE_VIEWPORT, Account, Visitor, require_chromium
 from .support import (
     SEED,
     TOKEN,
@@ -59,6 +59,9 @@ CONNECTION_FAILED = re.compile(
 # What Chromium logs for a refused handshake: the status, but for 401 a sentence of its own.
 HANDSHAKE_STATUS = re.compile(r"Error during WebSocket handshake: Unexpected response code: (\d+)")
 HANDSHAKE_UNAUTHORIZED = "HTTP Authentication failed; no valid credentials available"
+
+# The feed's list of every callback; "/" lists messages.
+EVERY_CALLBACK = "/?view=callbacks"
 
 # Resolves with Date.now() the moment a row showing ``messageId`` enters the feed.
 WATCH_FOR_ROW = """
@@ -182,6 +185,20 @@ class FeedVisitor(Visitor):
         code = self.page.locator('[data-field="messageId"]', has_text=message_id)
         return self.main.locator("[data-feed-rows] > tr.delivery").filter(has=code)
 
+    @property
+    def message_rows(self):
+        """Every message row of the feed, top to bottom."""
+        return self.main.locator("[data-message-rows] > tr.message")
+
+    def message_row_with_news(self, delivery_id: int):
+        """The message row whose latest news is the callback ``delivery_id``."""
+        return self.main.locator(f'[data-message-rows] > tr.message[data-news="{delivery_id}"]')
+
+    @property
+    def instance_events(self):
+        """The line of each instance's latest event, at the top."""
+        return self.main.locator("[data-instance-events] > li")
+
 
 def socket_failure(base_url: str) -> str:
     """The start of what Chromium logs when the live socket of ``base_url`` fails, as a regex."""
@@ -265,9 +282,9 @@ def store_directly(data_dir: Path, payloads: list[dict]) -> list[int]:
         db.engine.dispose()
 
 
-def open_live_feed(me: FeedVisitor) -> str:
+def open_live_feed(me: FeedVisitor, path: str = EVERY_CALLBACK) -> str:
     """Open the live feed, wait until its socket is open; return the page's HTML."""
-    response = me.open("/")
+    response = me.open(path)
     expect(me.connection).to_have_text("Live", timeout=RECONNECT_WAIT_MS)
     expect(me.offline_banner).to_be_hidden()
     return response.text()
@@ -430,9 +447,9 @@ def test_a_full_server_is_named_on_the_page_until_a_place_frees(
         expect(me.connection).to_have_text("Live", timeout=RECONNECT_WAIT_MS)
     expect(me.refused_banner).to_be_hidden()
     expect(me.offline_banner).to_be_hidden()
-    payload = callback()
-    post(server, payload)
-    expect(me.delivery_row(payload["messageId"])).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+    # The feed it landed on lists messages: the new one appears there.
+    row = me.message_row_with_news(post(server, callback()))
+    expect(row).to_be_visible(timeout=ARRIVAL_WAIT_MS)
     me.assert_clean()
 
 
@@ -511,3 +528,144 @@ def test_a_tls_proxy_the_dashboard_does_not_trust_is_explained_on_the_page(
         expect(alert).to_be_visible()
         # Checked while still refused: the page goes on retrying after the last step.
         me.assert_clean()
+
+
+# -- the feed of messages ------------------------------------------------------------------
+
+
+def status_of(message_id: str, word: str) -> dict:
+    """The MessageStatusCallback of ``word`` for ``message_id``, as Z-API sends it."""
+    return {
+        "type": "MessageStatusCallback",
+        "instanceId": SEED["instanceId"],
+        "phone": SEED["phone"],
+        "status": word,
+        "ids": [message_id],
+        "momment": int(time.time() * 1000),
+    }
+
+
+def test_a_message_row_changes_its_badge_in_place_as_its_statuses_arrive(live_server, visitor):
+    me = visitor(live_server)
+    open_live_feed(me, "/")
+    payload = callback()
+    row = me.message_row_with_news(post(live_server, payload))
+    expect(row).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+    expect(me.message_rows.first).to_have_attribute("data-news", row.get_attribute("data-news"))
+    expect(row.locator("[data-state-badge]")).to_have_text("✓ Queued")
+    expect(row.locator('[data-field="phone"]')).to_have_text("+55 44 9999-9999")
+    message_pk = row.get_attribute("data-message")
+    expect(row.locator("[data-detail-link]")).to_have_attribute("href", f"/messages/{message_pk}")
+    count = me.message_rows.count()
+    same = me.main.locator(f'tr.message[data-message="{message_pk}"]')
+    same.evaluate("row => { row.dataset.marked = 'yes'; }")  # the very element, not a new one
+
+    for word, badge, state in (
+        ("RECEIVED", "✓✓ Delivered", "received"),
+        ("READ", "✓✓ Read", "read"),
+    ):
+        news = post(live_server, status_of(payload["messageId"], word))
+        expect(same).to_have_attribute("data-news", str(news), timeout=ARRIVAL_WAIT_MS)
+        expect(same.locator("[data-state-badge]")).to_have_text(badge)
+        expect(same.locator("[data-state-badge]")).to_have_class(f"state-badge state-{state}")
+        expect(same).to_have_attribute("data-marked", "yes")
+        expect(me.message_rows).to_have_count(count)
+    # The time is that of its latest news, in the reader's time zone, UTC on hover.
+    expect(same.locator("time")).to_have_attribute("title", re.compile(r" UTC$"))
+    me.assert_clean()
+
+
+def test_the_toggle_shows_every_callback_and_back(live_server, visitor):
+    me = visitor(live_server)
+    open_live_feed(me, "/")
+    payload = callback()
+    post(live_server, payload)
+    expect(me.main.get_by_role("heading", name="Latest messages")).to_be_visible()
+    expect(me.main.get_by_role("checkbox", name="Failed only")).to_have_count(0)
+
+    me.main.get_by_role("link", name="Every callback").click()
+    expect(me.page).to_have_url(me.url(EVERY_CALLBACK))
+    expect(me.main.get_by_role("heading", name="Latest callbacks")).to_be_visible()
+    expect(me.delivery_row(payload["messageId"])).to_be_visible()
+    expect(me.main.get_by_role("checkbox", name="Failed only")).to_be_visible()
+    expect(me.main.get_by_role("button", name="Pause")).to_be_visible()
+    expect(me.connection).to_have_text("Live", timeout=RECONNECT_WAIT_MS)
+    live = callback()
+    post(live_server, live)
+    expect(me.delivery_row(live["messageId"])).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+
+    me.main.get_by_role("link", name="Messages").click()
+    expect(me.page).to_have_url(me.url("/"))
+    expect(me.message_rows.first).to_be_visible()
+    me.assert_clean()
+
+
+def test_instance_events_show_as_a_line_at_the_top_that_updates_live(live_server, visitor):
+    me = visitor(live_server)
+    open_live_feed(me, "/")
+    instance = f"inst-{uuid.uuid4().hex[:8]}"
+    rows = me.message_rows.count()
+    line = me.instance_events.filter(has_text=f"Instance {instance} ")
+
+    post(
+        live_server,
+        {
+            "type": "DisconnectedCallback",
+            "instanceId": instance,
+            "error": "Device has been disconnected",
+            "disconnected": True,
+        },
+    )
+    expect(line).to_have_text(
+        re.compile(rf"^Instance {instance} disconnected at .+\.$"), timeout=ARRIVAL_WAIT_MS
+    )
+    post(
+        live_server,
+        {
+            "type": "ConnectedCallback",
+            "instanceId": instance,
+            "connected": True,
+            "momment": int(time.time() * 1000),
+            "phone": SEED["phone"],
+        },
+    )
+    expect(line).to_have_text(
+        re.compile(rf"^Instance {instance} connected at .+\.$"), timeout=ARRIVAL_WAIT_MS
+    )
+    expect(line).to_have_count(1)
+    expect(line.locator("time")).to_have_attribute("title", re.compile(r" UTC$"))
+    # Not a failed send: no message row came of either.
+    expect(me.message_rows).to_have_count(rows)
+
+    me.page.reload()
+    expect(line).to_have_text(re.compile(rf"^Instance {instance} connected at "))
+    me.assert_clean()
+
+
+def test_the_feed_fits_a_phone(live_server, visitor):
+    post(live_server, callback(error="Phone number does not exist"))
+    post(
+        live_server,
+        {
+            **SEED,
+            "type": "ReceivedCallback",
+            "fromMe": True,
+            "messageId": f"echo-{uuid.uuid4().hex}",
+            # A LID is shown as it came: one long word, as are these words.
+            "phone": f"{uuid.uuid4().int % 10**15:015d}{uuid.uuid4().int % 10**15:015d}@lid",
+            "text": {"message": "palavrassemespaço" * 8},
+        },
+    )
+    post(
+        live_server,
+        {
+            "type": "DisconnectedCallback",
+            "instanceId": "a-rather-long-instance-id-" * 3,
+            "error": "Device has been disconnected",
+        },
+    )
+    me = visitor(live_server, viewport=PHONE_VIEWPORT)
+    open_live_feed(me, "/")
+    expect(me.message_rows.first).to_be_visible()
+    me.assert_fits_the_width()
+    me.assert_clean()

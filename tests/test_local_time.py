@@ -15,7 +15,7 @@ from dashboard.settings import store as settings_store
 
 from .support import FAILED, STATUS, signed_in_client, store
 
-TIME = re.compile(r'<time datetime="([^"]+)" title="([^"]+)">([^<]*)</time>')
+TIME = re.compile(r'<time datetime="([^"]+)" title="([^"]+)"(?: data-field="\w+")?>([^<]*)</time>')
 MOMENT = datetime(2026, 4, 29, 20, 21, 31, 684000, tzinfo=UTC)
 
 

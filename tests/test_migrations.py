@@ -1,3 +1,5 @@
+import json
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -68,3 +70,40 @@ def test_stored_settings_keep_their_values_and_leave_chat_presence_off(tmp_path)
     columns = {column["name"] for column in inspect(engine).get_columns("zapi_settings")}
     assert "set_message_status" not in columns
     engine.dispose()
+
+
+def test_callbacks_stored_before_0007_get_the_fields_read_since(tmp_path):
+    received = {
+        "type": "ReceivedCallback",
+        "phone": "120363019502650977-group",
+        "status": "RECEIVED",
+        "participantPhone": "5544999999999",
+        "messageId": "R1",
+    }
+    status = {"type": "MessageStatusCallback", "status": "READ", "ids": ["M1", "M2"]}
+    engine = create_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    with engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0006")
+        for number, (body, message_id) in enumerate([(received, "R1"), (status, None)]):
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (received_at, dedup_key, receive_count, type,"
+                    " message_id, raw) VALUES ('2026-05-01 12:00:00', :key, 1, :type, :mid, :raw)"
+                ),
+                {
+                    "key": f"k{number}",
+                    "type": body["type"],
+                    "mid": message_id,
+                    "raw": json.dumps(body),
+                },
+            )
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT type, status, participant, message_id FROM deliveries ORDER BY id")
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [
+        ("ReceivedCallback", "RECEIVED", "5544999999999", "R1"),
+        ("MessageStatusCallback", "READ", None, "M1"),
+    ]

@@ -43,10 +43,53 @@ def test_status_ids_are_deduplicated_and_non_strings_dropped():
     assert callback.status_ids == ("a", "b")
 
 
-def test_status_fields_are_ignored_on_other_types():
-    callback = parse(body({**SEED, "status": "READ", "ids": ["x"]}))
-    assert callback.status is None
+def test_ids_are_read_only_from_statuses():
+    callback = parse(body({**SEED, "ids": ["x"]}))
     assert callback.status_ids == ()
+    assert callback.message_id == SEED["messageId"]
+
+
+def test_a_status_is_shown_as_the_first_message_it_names():
+    assert parse(body(STATUS)).message_id == "999999999999999999999"
+    assert parse(body({**STATUS, "ids": []})).message_id is None
+
+
+# Shaped like Z-API's documented examples (shared/zapi-reference.md sections 1.3 and 1.4).
+RECEIVED_IN_GROUP = {
+    "isGroup": True,
+    "instanceId": "A20DA9C0183A2D35A260F53F5D2B9244",
+    "messageId": "3EB0C431C26A1916B2C3",
+    "phone": "120363019502650977-group",
+    "fromMe": False,
+    "momment": 1632228638000,
+    "status": "RECEIVED",
+    "participantPhone": "5544999999999",
+    "participantLid": "81896604192873@lid",
+    "type": "ReceivedCallback",
+    "text": {"message": "bom dia"},
+}
+PRESENCE = {
+    "type": "PresenceChatCallback",
+    "phone": "5544999999999",
+    "status": "COMPOSING",
+    "lastSeen": None,
+    "instanceId": "instance.id",
+}
+
+
+def test_a_received_message_has_its_status_and_its_group_member():
+    callback = parse(body(RECEIVED_IN_GROUP))
+    assert callback.status == "RECEIVED"
+    assert callback.participant == "5544999999999"
+    assert callback.participant_key_reversed is not None
+    assert callback.from_me is False
+    assert callback.content == "bom dia"
+
+
+def test_a_presence_has_its_status():
+    callback = parse(body(PRESENCE))
+    assert callback.status == "COMPOSING"
+    assert callback.message_id is None
 
 
 def test_momment_in_seconds_becomes_milliseconds():

@@ -86,6 +86,7 @@ def test_text_with_no_digits_gets_a_message_beside_the_field(search_server, visi
 def test_a_live_row_links_to_its_detail_page(search_server, visitor):
     me = visitor(search_server.base_url)
     me.sign_in(ADMIN)
+    me.open("/?view=callbacks")  # the feed's list of every callback; "/" lists messages
     expect(me.main.locator("[data-connection]")).to_have_text("Live")
     stored, message_id = post(search_server)
     link = me.main.locator(f'tr.delivery[data-id="{stored}"] [data-detail-link]')

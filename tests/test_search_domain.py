@@ -126,6 +126,19 @@ def test_related_callbacks_share_the_message(any_db_app):
         ]
 
 
+def test_a_status_is_related_to_its_sibling_statuses(any_db_app):
+    sent = store(callback(1, "5544999999999", messageId="M2")).id
+    read_both = store({**STATUS, "ids": ["M1", "M2"]}).id
+    received_second = store({**STATUS, "status": "RECEIVED", "ids": ["M3", "M2"]}).id
+    store({**STATUS, "ids": ["OTHER"]})
+    with db.reading() as session:
+        shown = deliveries.related(session, deliveries.get(session, received_second))
+        assert sorted(row.id for row in shown) == [sent, read_both]
+        # Seen from the status naming two messages: the second one's send and status too.
+        shown = deliveries.related(session, deliveries.get(session, read_both))
+        assert sorted(row.id for row in shown) == [sent, received_second]
+
+
 def test_prune_deletes_old_rows_and_their_status_ids(any_db_app):
     old = store({**STATUS, "ids": ["OLD"]}).id
     kept = store(callback(1, "5544999999999")).id

@@ -25,6 +25,7 @@ PAGES = (
     "/search",
     "/search/export.csv",
     "/",
+    "/?view=callbacks",
 )
 DEEP = "[" * 980 + "]" * 980
 # Bodies that older versions stored, or that a row written by hand may hold.

@@ -6,11 +6,12 @@ Functions take a Session and never commit.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, func, or_, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from ..models import Delivery, Message, StatusMessageId
 from ..phones import PhoneQuery, reversed_range
+from . import failures, states
 
 # A message gathers a handful of callbacks; this only bounds a pathological page.
 CALLBACKS_LIMIT = 200
@@ -88,28 +89,10 @@ def replies(session: Session, message: Message) -> list[Delivery]:
 
 def states_of(session: Session, deliveries: list[Delivery]) -> dict[int, str]:
     """The state of the message each callback is about, by callback id (where it has one)."""
-    # A status names its messages in ids[]; one query finds the first of each status's.
-    first_status_ids = dict(
-        session.execute(
-            select(StatusMessageId.delivery_id, func.min(StatusMessageId.message_id))
-            .where(StatusMessageId.delivery_id.in_([delivery.id for delivery in deliveries]))
-            .group_by(StatusMessageId.delivery_id)
-        ).all()
-    )
-    keys = {}
-    for delivery in deliveries:
-        message_id = first_status_ids.get(delivery.id) or delivery.message_id
-        if message_id:
-            keys[delivery.id] = (delivery.instance_id or "", message_id)
-    if not keys:
-        return {}
-    rows = session.execute(
-        select(Message.instance_id, Message.message_id, Message.state).where(
-            tuple_(Message.instance_id, Message.message_id).in_(set(keys.values()))
-        )
-    )
-    found = {(row.instance_id, row.message_id): row.state for row in rows}
-    return {delivery_id: found[key] for delivery_id, key in keys.items() if key in found}
+    return {
+        delivery_id: news.message.state
+        for delivery_id, news in messages_of(session, deliveries).items()
+    }
 
 
 def _conditions(filters: MessageFilters) -> list[ColumnElement]:
@@ -132,3 +115,99 @@ def _conditions(filters: MessageFilters) -> list[ColumnElement]:
     if filters.until:
         conditions.append(Message.first_at < filters.until)
     return conditions
+
+
+@dataclass(frozen=True)
+class News:
+    """A message and when its latest callback arrived (its first evidence, once pruned)."""
+
+    message: Message
+    at: datetime
+
+    @classmethod
+    def of(cls, message: Message, at: datetime | None) -> "News":
+        """``message`` with the arrival time of its latest callback, if that is still stored."""
+        return cls(message, at or message.first_at)
+
+
+def message_of(session: Session, delivery: Delivery) -> Message | None:
+    """The message ``delivery`` is evidence of, or None when it is about no message we sent."""
+    news = messages_of(session, [delivery]).get(delivery.id)
+    return news.message if news else None
+
+
+def messages_of(session: Session, deliveries: list[Delivery]) -> dict[int, News]:
+    """The message each callback is about, with its latest news, by callback id; one query."""
+    if not deliveries:
+        return {}
+    # A status is about the first message its ids[] name, stored as its message_id.
+    news_at = aliased(Delivery)
+    query = (
+        select(Delivery.id, Message, news_at.received_at)
+        .select_from(Delivery)
+        .join(
+            Message,
+            and_(
+                Message.instance_id == func.coalesce(Delivery.instance_id, ""),
+                Message.message_id == Delivery.message_id,
+            ),
+        )
+        .outerjoin(news_at, news_at.id == Message.last_delivery_id)
+        .where(Delivery.id.in_([delivery.id for delivery in deliveries]))
+    )
+    return {row[0]: News.of(row[1], row[2]) for row in session.execute(query)}
+
+
+def latest(session: Session, limit: int) -> list[News]:
+    """The ``limit`` messages with the newest news, newest first."""
+    news_at = aliased(Delivery)
+    query = (
+        select(Message, news_at.received_at)
+        .outerjoin(news_at, news_at.id == Message.last_delivery_id)
+        .order_by(Message.last_delivery_id.desc())
+        .limit(limit)
+    )
+    return [News.of(message, at) for message, at in session.execute(query)]
+
+
+# Callbacks about the instance itself, not about any message.
+INSTANCE_EVENTS = ("ConnectedCallback", "DisconnectedCallback", "ProxyCallback")
+
+
+def instance_events(session: Session) -> list[Delivery]:
+    """The latest connected, disconnected or proxy callback of each instance, by instance."""
+    newest = (
+        select(func.max(Delivery.id))
+        .where(Delivery.type.in_(INSTANCE_EVENTS))
+        .group_by(Delivery.instance_id)
+    )
+    query = select(Delivery).where(Delivery.id.in_(newest)).order_by(Delivery.instance_id)
+    return list(session.scalars(query))
+
+
+def failure_counts(session: Session, since: datetime) -> dict[str, int]:
+    """How many messages that failed since ``since`` still stand failed, per failure category."""
+    # Only messages with news since then can have failed since then: the index on
+    # last_delivery_id keeps this to a day's messages, however long the history. The
+    # first callback since then is found in the index on received_at, without a scan.
+    first_id = (
+        select(Delivery.id)
+        .where(Delivery.received_at >= since)
+        .order_by(Delivery.received_at)
+        .limit(1)
+    )
+    rows = session.execute(
+        select(Message.error, Message.error_code, func.count())
+        .where(
+            Message.last_delivery_id >= first_id.scalar_subquery(),
+            Message.state == states.FAILED,
+            Message.failed_at >= since,
+        )
+        .group_by(Message.error, Message.error_code)
+    )
+    counts: dict[str, int] = {}
+    for error, error_code, count in rows:
+        failure = failures.decode(error, error_code)
+        category = failure.category if failure else failures.OTHER
+        counts[category] = counts.get(category, 0) + count
+    return counts

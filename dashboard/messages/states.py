@@ -128,14 +128,18 @@ def fold(
 
 def evidence_time(momment: int | None, received_at: datetime) -> datetime:
     """When a callback says its event happened: its momment when plausible, else arrival."""
-    if momment is not None:
-        try:
-            moment = datetime.fromtimestamp(momment / 1000, UTC)
-        except (OverflowError, OSError, ValueError):
-            return received_at
-        if EARLIEST_PLAUSIBLE <= moment <= received_at + CLOCK_SLACK:
-            return moment
-    return received_at
+    return plausible_time(momment, received_at) or received_at
+
+
+def plausible_time(momment: int | None, received_at: datetime) -> datetime | None:
+    """A callback's momment as a time, or None when it cannot be a real one."""
+    if momment is None:
+        return None
+    try:
+        moment = datetime.fromtimestamp(momment / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment if EARLIEST_PLAUSIBLE <= moment <= received_at + CLOCK_SLACK else None
 
 
 def _least(current, new, key=None):

@@ -6,7 +6,7 @@ from flask_babel import gettext as _
 
 from ..models import Delivery, Message, iso_utc
 from ..phones import display
-from . import failures, states
+from . import failures, states, timeline
 
 
 def _moment(at: datetime) -> str:
@@ -62,9 +62,8 @@ def failure_of(message: Message) -> dict | None:
 def to_json(message: Message, callback_ids: list[int], replies: list[Delivery]) -> dict:
     """A message in the public JSON shape: its steps, failure, verdict and evidence."""
     steps = [
-        {"state": state, "at": iso_utc(at), "count": getattr(message, f"{state}_count")}
-        for state in states.STATES
-        if (at := getattr(message, f"{state}_at")) is not None
+        {"state": step.state, "at": iso_utc(step.at), "count": step.count}
+        for step in timeline.steps(message)
     ]
     return {
         "id": message.id,
@@ -75,7 +74,7 @@ def to_json(message: Message, callback_ids: list[int], replies: list[Delivery]) 
         "phoneDisplay": display(message.phone),
         "state": message.state,
         "content": message.content,
-        "steps": sorted(steps, key=lambda step: step["at"]),
+        "steps": steps,
         "error": message.error,
         "errorCode": message.error_code,
         "failure": failure_of(message),

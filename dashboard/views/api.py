@@ -11,7 +11,7 @@ from ..errors import json_error
 from ..extensions import db
 from ..messages import queries, verdict
 from .live import refusal_message, socket_refusal
-from .search import shown_body
+from .shown import shown_body
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

@@ -176,11 +176,12 @@ def _catch_up(ws, after: int) -> set[int]:
     while True:
         with db.reading() as transaction:
             rows = deliveries.newer_than(transaction, cursor, 200)
+            frames = live.delivery_frames(transaction, rows)
         if not rows:
             break
-        for row in rows:
-            ws.send(event_frame("delivery", deliveries.to_json(row)))
-            sent.add(row.id)
+        for row_id, frame in frames:
+            ws.send(frame)
+            sent.add(row_id)
         cursor = rows[-1].id
     ws.send(event_frame("caught-up", {"count": len(sent), "latest": max(sent, default=after)}))
     return sent

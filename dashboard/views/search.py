@@ -1,14 +1,15 @@
 """Search past callbacks by phone and filters, and one callback's detail page."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from flask import Blueprint, abort, render_template, request
-from flask_babel import format_decimal, format_timedelta
 from flask_babel import gettext as _
 
 from .. import deliveries, payloads
 from ..extensions import db
+from ..messages import queries
 from ..search_params import BadParameter, parse
+from .shown import BODY_SHOWN_CHARACTERS, lag_words, shown_body
 
 bp = Blueprint("search", __name__)
 # Counting stops here and the page says "more than": a count costs as much as the rows it
@@ -25,10 +26,6 @@ TYPES = (
 )
 # The parameters that say what to match: the form's fields, carried by links and exports.
 FILTER_NAMES = ("phone", "type", "failed", "instance", "since", "until")
-# Below this a lag reads best in seconds with a decimal ("1.2 s later").
-SECONDS_SHOWN_EXACTLY = 60
-# A body of 64 KiB, indented, stays well below this; a page past it only gets slow.
-BODY_SHOWN_CHARACTERS = 200_000
 
 
 @bp.get("/search")
@@ -77,30 +74,26 @@ def detail(delivery_id: int):
         if delivery is None:
             abort(404)
         others = deliveries.related(transaction, delivery)
+        message = queries.message_of(transaction, delivery)
     stamped = _stamped_at(deliveries.momment(delivery))
     body = shown_body(delivery.raw)
     return render_template(
         "delivery.html",
         delivery=delivery,
         related=others,
+        message=message,
         body=body,
         raw=body.text[:BODY_SHOWN_CHARACTERS],
         raw_cut=len(body.text) > BODY_SHOWN_CHARACTERS,
         raw_limit=BODY_SHOWN_CHARACTERS,
         max_depth=payloads.MAX_DEPTH,
         stamped_at=stamped,
-        lag=_lag_words(delivery.received_at - stamped) if stamped else None,
+        lag=lag_words(delivery.received_at - stamped) if stamped else None,
     )
 
 
 def _types(current: str | None) -> list[str]:
     return [*TYPES, current] if current and current not in TYPES else list(TYPES)
-
-
-def shown_body(raw: str) -> payloads.Shown:
-    """A stored body as the detail page and the API show it, its depth note translated."""
-    note = _("(nested more than %(limit)d levels deep: not shown)", limit=payloads.MAX_DEPTH)
-    return payloads.shown(raw, note)
 
 
 def _stamped_at(momment: int | None) -> datetime | None:
@@ -111,18 +104,3 @@ def _stamped_at(momment: int | None) -> datetime | None:
         return datetime.fromtimestamp(momment / 1000, UTC)
     except (OverflowError, OSError, ValueError):
         return None
-
-
-def _lag_words(lag: timedelta) -> str:
-    # Clocks differ: our receipt can come out before Z-API's stamp, which is worth saying.
-    duration = _duration(abs(lag))
-    if lag < timedelta(0):
-        return _("%(duration)s before Z-API's stamp", duration=duration)
-    return _("%(duration)s later", duration=duration)
-
-
-def _duration(length: timedelta) -> str:
-    seconds = length.total_seconds()
-    if seconds < SECONDS_SHOWN_EXACTLY:
-        return _("%(seconds)s s", seconds=format_decimal(round(seconds, 1), format="0.0"))
-    return format_timedelta(length, threshold=1, add_direction=False)
