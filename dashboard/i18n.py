@@ -1,9 +1,14 @@
 """Languages: Portuguese (Brazil) by default, English on request."""
 
+from datetime import UTC, datetime
+
 from flask import Flask, request
 from flask_babel import Babel, format_datetime, format_decimal
 from flask_login import current_user
+from markupsafe import Markup
 
+from . import labels
+from .models import iso_utc
 from .paths import PACKAGE_DIR
 
 DEFAULT_LANGUAGE = "pt_BR"
@@ -28,5 +33,18 @@ def init(app: Flask, babel: Babel) -> None:
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", "UTC")
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS_DIR)
     babel.init_app(app, locale_selector=select_language)
-    # Dates and numbers written the way the page's language writes them.
-    app.jinja_env.globals.update(format_datetime=format_datetime, format_decimal=format_decimal)
+    # Numbers written the way the page's language writes them; times by the one filter below.
+    app.jinja_env.globals.update(format_decimal=format_decimal)
+    app.add_template_filter(time_element, "local_time")
+    labels.init(app)
+
+
+def time_element(moment: datetime, field: str | None = None) -> Markup:
+    """A time as ``<time>``: UTC text static/time.js turns into the reader's local time."""
+    # Stored times are UTC; one without a zone is taken as UTC too, never as server time.
+    at = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    # ``field`` names the element for live.js, which refills it as news arrive.
+    hook = Markup(' data-field="{}"').format(field) if field else ""
+    return Markup('<time datetime="{}" title="{}"{}>{}</time>').format(
+        iso_utc(at), at.strftime("%Y-%m-%d %H:%M:%S UTC"), hook, format_datetime(at, "long")
+    )

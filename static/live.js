@@ -38,6 +38,7 @@
   const announcer = root.querySelector("[data-announcer]");
   const instanceEvents = document.querySelector("[data-instance-events]");
   const columns = table.tHead ? table.tHead.rows[0].cells.length : 5;
+  const statusLabels = JSON.parse(template.dataset.statusLabels || "{}");
   const canCopy = Boolean(navigator.clipboard && navigator.clipboard.writeText);
 
   // -- words and numbers in the page's language ----------------------------------------
@@ -52,12 +53,6 @@
     }
   }
 
-  const dateTimeFormat = intl(function (locale) {
-    return new Intl.DateTimeFormat(locale, { dateStyle: "medium", timeStyle: "medium" });
-  });
-  const clockFormat = intl(function (locale) {
-    return new Intl.DateTimeFormat(locale, { timeStyle: "medium" });
-  });
   const numberFormat = intl(function (locale) { return new Intl.NumberFormat(locale); });
   const pluralRules = intl(function (locale) { return new Intl.PluralRules(locale); });
 
@@ -67,23 +62,19 @@
     return text[key + form].replace("{count}", numberFormat.format(count));
   }
 
-  // "2026-04-29 14:05:09 UTC", like the title the server writes.
-  function utcTitle(date) {
-    return text.utcFormat.replace("{time}", date.toISOString().slice(0, 19).replace("T", " "));
-  }
-
-  // Show a <time datetime="..."> in the browser's time zone, with UTC on hover.
-  function localizeTime(time) {
-    const date = new Date(time.dateTime);
-    if (Number.isNaN(date.getTime())) return;
-    time.textContent = dateTimeFormat.format(date);
-    time.title = utcTitle(date);
-  }
+  // Times: static/time.js, the page's one formatter (local time zone, UTC on hover).
+  const times = window.dashboardTime;
 
   // -- rows ----------------------------------------------------------------------------
 
   function asText(value) {
     return value === null || value === undefined ? "" : String(value);
+  }
+
+  // Z-API's status in the page's words, as the server's status_label filter says it; a
+  // status the page has no word for, as it came.
+  function statusLabel(status) {
+    return Object.hasOwn(statusLabels, status) ? statusLabels[status] : status;
   }
 
   function field(row, name) {
@@ -110,7 +101,7 @@
     const time = field(row, "receivedAt");
     time.dateTime = asText(delivery.receivedAt);
     time.textContent = asText(delivery.receivedAt);
-    localizeTime(time);
+    times.localise(time);
 
     const phone = field(row, "phone");
     phone.dataset.phone = asText(delivery.phone);
@@ -126,7 +117,7 @@
     error.textContent = asText(delivery.error);
     keepIf(error, failed);
     const status = field(row, "status");
-    status.textContent = asText(delivery.status);
+    status.textContent = statusLabel(asText(delivery.status));
     keepIf(status, !failed && Boolean(delivery.status));
     keepIf(
       row.querySelector('[data-part="handed"]'),
@@ -227,7 +218,7 @@
     const time = field(row, "latestAt");
     time.dateTime = asText(message.latestAt);
     time.textContent = asText(message.latestAt);
-    localizeTime(time);
+    times.localise(time);
   }
 
   // A message's news: its row changes in place, or a new row goes on top. A frame read
@@ -266,7 +257,7 @@
     line.appendChild(document.createTextNode(parts[0].replace("{instance}", name)));
     const time = document.createElement("time");
     time.dateTime = asText(delivery.receivedAt);
-    localizeTime(time);
+    times.localise(time);
     line.appendChild(time);
     const after = parts.slice(1).join("{time}");
     line.appendChild(document.createTextNode(after.replace("{instance}", name)));
@@ -422,7 +413,7 @@
   function showOffline() {
     offlineTimer = null;
     if (refused) return; // the refusal's alert already says more than "offline"
-    setConnection("offline", text.textOfflineSince.replace("{time}", clockFormat.format(downSince)));
+    setConnection("offline", text.textOfflineSince.replace("{time}", times.clock(downSince)));
     offlineBanner.textContent = text.textOfflineBanner;
     offlineBanner.hidden = false;
   }
@@ -602,8 +593,6 @@
 
   // -- start ---------------------------------------------------------------------------
 
-  root.querySelectorAll("tbody time[datetime]").forEach(localizeTime);
-  if (instanceEvents) instanceEvents.querySelectorAll("time[datetime]").forEach(localizeTime);
   root.querySelectorAll("tbody [data-copy]").forEach(function (button) { button.hidden = !canCopy; });
   if (failedOnly) failedOnly.addEventListener("change", applyFiltersToAll);
   if (typeFilter) typeFilter.addEventListener("change", applyFiltersToAll);

@@ -14,7 +14,7 @@ from .support import english_client, make_user, sign_in, signed_in_client, store
 from .test_messages import sent, status
 
 ROW = re.compile(r'<tr class="message[^"]*" data-message="(\d+)"[^>]*>(.*?)</tr>', re.S)
-TIME = re.compile(r'<time data-field="latestAt" datetime="[^"]+Z" title="[^"]+ UTC">')
+TIME = re.compile(r'<time datetime="[^"]+Z" title="[^"]+ UTC" data-field="latestAt">')
 EVENT = re.compile(r'<li class="instance-event [^"]*" data-instance="([^"]*)"[^>]*>(.*?)</li>')
 COUNT = re.compile(r'<li data-category="([^"]+)"><span>([^<]+)</span> <strong>(\d+)</strong>')
 SEARCH_LINK = re.compile(r'<a href="(/search\?failed=1&amp;since=[^"]+)">Search the failed')
@@ -66,7 +66,7 @@ def test_the_feed_lists_one_row_per_message_newest_news_first(client):
     assert f'href="/messages/{newest}"' in newest_cells
     assert f'href="/messages/{older}"' in older_cells
     assert re.search(
-        r'<time data-field="latestAt" datetime="[^"]+Z" title="[^"]+ UTC">', newest_cells
+        r'<time datetime="[^"]+Z" title="[^"]+ UTC" data-field="latestAt">', newest_cells
     )
     # The callbacks' own table is not on the default page.
     assert "data-feed-rows" not in page

@@ -63,6 +63,7 @@ def newcomer_server(tmp_path):
     run([sys.executable, "-m", "venv", str(venv)], tmp_path)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("DASHBOARD_")}
     environment.pop("VIRTUAL_ENV", None)
+    environment.pop("PYTHONPATH", None)  # a checkout on it would run instead of the install
     run([str(venv / "bin" / "pip"), "install", "--quiet", "."], clone, environment)
 
     port = free_port()

@@ -28,16 +28,16 @@ PASSWORD = "a long enough password"
 
 
 @cache
-def extracted() -> dict[str, set[str]]:
-    """Every msgid pybabel extracts with babel.cfg, mapped to the files it comes from."""
+def extracted() -> dict[tuple[str | None, str], set[str]]:
+    """Every (msgctxt, msgid) pybabel extracts with babel.cfg, mapped to the files it is in."""
     with open(ROOT / "babel.cfg", encoding="utf-8") as config:
         method_map, options_map = parse_mapping_cfg(config, "babel.cfg")
     found: dict[str, set[str]] = {}
-    for filename, _line, message, _comments, _context in extract_from_dir(
+    for filename, _line, message, _comments, context in extract_from_dir(
         ROOT, method_map, options_map, keywords=KEYWORDS
     ):
         msgid = message[0] if isinstance(message, tuple) else message
-        found.setdefault(msgid, set()).add(Path(filename).as_posix())
+        found.setdefault((context, msgid), set()).add(Path(filename).as_posix())
     return found
 
 
@@ -73,9 +73,9 @@ def test_every_string_has_a_finished_translation(language):
     translations = catalog(language)
     assert not translations.fuzzy, f"{po_path(language)}: the header is fuzzy; compile skips it"
     problems = []
-    for msgid, files in sorted(extracted().items()):
-        message = translations.get(msgid)
-        where = ", ".join(sorted(files))
+    for (context, msgid), files in sorted(extracted().items(), key=lambda item: str(item[0])):
+        message = translations.get(msgid, context)
+        where = ", ".join(sorted(files)) + (f", msgctxt {context!r}" if context else "")
         if message is None:
             problems.append(f"missing: {msgid!r} ({where})")
         elif message.fuzzy:

@@ -567,7 +567,9 @@ def test_a_message_row_changes_its_badge_in_place_as_its_statuses_arrive(live_se
         news = post(live_server, status_of(payload["messageId"], word))
         expect(same).to_have_attribute("data-news", str(news), timeout=ARRIVAL_WAIT_MS)
         expect(same.locator("[data-state-badge]")).to_have_text(badge)
-        expect(same.locator("[data-state-badge]")).to_have_class(f"badge badge-state badge-state-{state}")
+        expect(same.locator("[data-state-badge]")).to_have_class(
+            f"badge badge-state badge-state-{state}"
+        )
         expect(same).to_have_attribute("data-marked", "yes")
         expect(me.message_rows).to_have_count(count)
     # The time is that of its latest news, in the reader's time zone, UTC on hover.

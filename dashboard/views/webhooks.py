@@ -12,10 +12,37 @@ from .. import deliveries, disk, metrics, payloads
 from ..errors import json_error
 from ..extensions import callback_writer, db
 from ..logs import database_reason
+from ..translatable import N_
 from ..writer import StorageUnavailable
 
 bp = Blueprint("webhooks", __name__)
 log = logging.getLogger(__name__)
+
+# Python's json module says what is wrong with a body in English. Each thing it says, by
+# how its text starts, in our words, so that a refusal is wholly in the sender's language.
+_JSON_PROBLEMS = {
+    "Expecting value": N_("a value was expected"),
+    "Expecting property name": N_("a field name in double quotes was expected"),
+    "Expecting ':'": N_('a ":" was expected after a field name'),
+    "Expecting ','": N_('a "," or the end of the object or array was expected'),
+    "Extra data": N_("more text follows the JSON value"),
+    "Unterminated string": N_("a string has no closing double quote"),
+    "Invalid control character": N_("a string holds a control character such as a line break"),
+    "Invalid \\escape": N_("a string holds an unknown backslash escape"),
+    "Invalid \\uXXXX escape": N_("a \\u escape needs 4 hexadecimal digits"),
+    "Illegal trailing comma": N_("a comma comes right before the end of an object or array"),
+    "Exceeds the limit": N_("a number has too many digits"),
+}
+# What it would say next (it may grow): the sentence still says where, in one language.
+_UNKNOWN_PROBLEM = N_("a syntax error")
+# The kinds of JSON value that are not an object.
+_JSON_KINDS = {
+    "array": N_("array"),
+    "string": N_("string"),
+    "number": N_("number"),
+    "boolean": N_("boolean"),
+    "null": N_("null"),
+}
 
 
 @bp.post("/webhooks/<token>", provide_automatic_options=False)
@@ -48,7 +75,7 @@ def receive(token: str):
     try:
         callback = payloads.parse(body)
     except payloads.InvalidCallback as exc:
-        return _reject(400, _(exc.message, **exc.params), body)
+        return _reject(400, _refusal(exc), body)
 
     try:
         recorded = callback_writer.store(callback, current_app.config["WRITE_TIMEOUT_SECONDS"])
@@ -59,6 +86,18 @@ def receive(token: str):
         return json_error(503, _("The callback could not be stored right now; please retry."))
     metrics.count_callback(callback.type, "duplicate" if recorded.duplicate else "stored")
     return jsonify(id=recorded.id, duplicate=recorded.duplicate)
+
+
+def _refusal(exc: payloads.InvalidCallback) -> str:
+    """Why a body is no callback, with none of Python's English inside the translated words."""
+    params = dict(exc.params)
+    if "problem" in params:
+        said = params["problem"]
+        ours = (words for start, words in _JSON_PROBLEMS.items() if said.startswith(start))
+        params["problem"] = _(next(ours, _UNKNOWN_PROBLEM))
+    if "kind" in params:
+        params["kind"] = _(_JSON_KINDS.get(params["kind"], params["kind"]))
+    return _(exc.message, **params)
 
 
 def _read_body(size: int) -> bytes | Response:
