@@ -27,7 +27,7 @@ from . import lids
 from .messages import store as messages
 from .models import Delivery, RejectedRequest, StatusMessageId, UTCDateTime, iso_utc, utcnow
 from .payloads import Callback
-from .phones import PhoneQuery, display, reversed_range
+from .phones import PhoneQuery, display, is_chat_id, reversed_range
 
 _UPSERT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 # The one kind of callback whose ``error`` is a failed send.
@@ -330,7 +330,8 @@ def prune_batch(session: Session, cutoff: datetime, size: int) -> int:
 
 class _Shape(NamedTuple):
     # Which parts a search has; each shape's statement is built once, values bound later.
-    phone: Literal["exact", "suffix"] | None
+    # "chat": an exact group, LID, channel or broadcast id rather than a number.
+    phone: Literal["exact", "suffix", "chat"] | None
     type: bool
     failed: bool
     instance: bool
@@ -341,7 +342,7 @@ class _Shape(NamedTuple):
     @classmethod
     def of(cls, filters: Filters, keyset: Literal["before", "after"] | None) -> "_Shape":
         return cls(
-            phone=filters.phone.kind if filters.phone else None,
+            phone=_phone_kind(filters.phone) if filters.phone else None,
             type=bool(filters.type),
             failed=filters.failed,
             instance=bool(filters.instance),
@@ -391,27 +392,37 @@ def _count_statement(shape: _Shape) -> Select:
 
 
 def _matching_ids(shape: _Shape) -> Select:
-    # The ids of matching callbacks in cursor order. A phone is looked up in the chat's
-    # phone, the group member's and each LID field, each through its own index already in
-    # id order, and through the phone-to-LID map; the union of the short lists is then
-    # cut to the page.
+    # The ids of matching callbacks in cursor order. A phone is looked up in each column
+    # that can hold it, each through its own index already in id order (and a number
+    # through the phone-to-LID map); the union of the short lists is then cut to the page.
     conditions = _conditions(shape)
     ascending = shape.keyset == "after"
     order = Delivery.id.asc() if ascending else Delivery.id.desc()
     limit = bindparam("limit", type_=Integer)
     if shape.phone is None:
         return select(Delivery.id).where(*conditions).order_by(order).limit(limit)
+    # A LID is only ever in the LID fields and the chat's; a number only in the chat's, the
+    # group member's, and the map: each search reads the indexes that can hold it.
     per_column = [
         select(Delivery.id)
         .where(_phone_condition(column, shape.phone), *conditions)
         .order_by(order)
         .limit(limit)
         .subquery()
-        for column in _PHONE_COLUMNS
+        for column in (_CHAT_ID_COLUMNS if shape.phone == "chat" else _NUMBER_COLUMNS)
     ]
+    if shape.phone != "chat":
+        per_column.append(_mapped(shape, conditions, order, limit))
+    both = union(*(select(part.c.id) for part in per_column)).subquery()
+    return (
+        select(both.c.id).order_by(both.c.id.asc() if ascending else both.c.id.desc()).limit(limit)
+    )
+
+
+def _mapped(shape: _Shape, conditions: list, order, limit):
     # A chat named only by a LID that the map gives to the number searched for.
     mapped = lids.matching(lambda column: _phone_condition(column, shape.phone))
-    per_column.append(
+    return (
         select(Delivery.id)
         .join(
             mapped,
@@ -423,16 +434,13 @@ def _matching_ids(shape: _Shape) -> Select:
         .limit(limit)
         .subquery()
     )
-    both = union(*(select(part.c.id) for part in per_column)).subquery()
-    return (
-        select(both.c.id).order_by(both.c.id.asc() if ascending else both.c.id.desc()).limit(limit)
-    )
 
 
-# Where a phone or a LID is looked for: the chat, the group member, and the LID fields.
-_PHONE_COLUMNS = (
-    Delivery.phone_key_reversed,
-    Delivery.participant_key_reversed,
+# Where a number is looked for: the chat and the group member (and the phone-to-LID map).
+_NUMBER_COLUMNS = (Delivery.phone_key_reversed, Delivery.participant_key_reversed)
+# Where a chat id is: the chat, the group member, and the LID fields.
+_CHAT_ID_COLUMNS = (
+    *_NUMBER_COLUMNS,
     Delivery.chat_lid_key_reversed,
     Delivery.sender_lid_key_reversed,
     Delivery.participant_lid_key_reversed,
@@ -460,7 +468,13 @@ def _conditions(shape: _Shape) -> list[ColumnElement]:
     return conditions
 
 
-def _phone_condition(column, kind: Literal["exact", "suffix"]) -> ColumnElement:
-    if kind == "exact":
+def _phone_kind(phone: PhoneQuery) -> Literal["exact", "suffix", "chat"]:
+    if phone.kind == "exact" and is_chat_id(phone.value):
+        return "chat"
+    return phone.kind
+
+
+def _phone_condition(column, kind: Literal["exact", "suffix", "chat"]) -> ColumnElement:
+    if kind != "suffix":
         return column == bindparam("key")
     return (column >= bindparam("key")) & (column < bindparam("key_end"))

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, aliased
 
 from .. import lids
 from ..models import Delivery, Message, StatusMessageId
-from ..phones import PhoneQuery, reversed_range
+from ..phones import PhoneQuery, is_chat_id, reversed_range
 from . import failures, states
 
 # A message gathers a handful of callbacks; this only bounds a pathological page.
@@ -53,17 +53,18 @@ def search(
     def number(column):
         return column == key if exact else (column >= key) & (column < key_end)
 
-    mapped = lids.matching(number)
-    branches = [
-        select(Message.id).where(number(Message.phone_key_reversed), *conditions),
-        select(Message.id)
-        .join(
-            mapped,
-            (mapped.c.lid_key_reversed == Message.phone_key_reversed)
-            & (mapped.c.instance_id == Message.instance_id),
+    branches = [select(Message.id).where(number(Message.phone_key_reversed), *conditions)]
+    if not is_chat_id(filters.phone.value):
+        mapped = lids.matching(number)
+        branches.append(
+            select(Message.id)
+            .join(
+                mapped,
+                (mapped.c.lid_key_reversed == Message.phone_key_reversed)
+                & (mapped.c.instance_id == Message.instance_id),
+            )
+            .where(*conditions)
         )
-        .where(*conditions),
-    ]
     found = union(
         *(
             select(part.c.id)
