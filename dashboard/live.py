@@ -25,9 +25,8 @@ from . import deliveries, metrics, notifications
 from .accounts import users as accounts
 from .database import Database
 from .logs import database_reason
-from .messages import failures, queries
+from .messages import failures, queries, verdict
 from .models import Delivery, iso_utc
-from .phones import display
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +124,7 @@ def message_json(news: queries.News) -> dict:
     message = news.message
     failure = failures.decode(message.error, message.error_code)
     return {
-        "id": message.id,
-        "instanceId": message.instance_id or None,
-        "messageId": message.message_id,
-        "state": message.state,
-        "phone": message.phone,
-        "phoneDisplay": display(message.phone),
-        "content": message.content,
-        "error": message.error,
-        "errorCode": message.error_code,
+        **verdict.summary_json(message),
         "failureCategory": failure.category if failure else None,
         # The latest callback about it: a frame carrying an older one is older news.
         "latestDeliveryId": message.last_delivery_id,

@@ -43,16 +43,7 @@
 
   // -- words and numbers in the page's language ----------------------------------------
 
-  const language = document.documentElement.lang || undefined;
-
-  function intl(make) {
-    try {
-      return make(language);
-    } catch (error) {
-      return make(undefined); // an unknown language tag: the browser's own
-    }
-  }
-
+  const intl = window.dashboardTime.intl; // static/time.js, loaded first by every page
   const numberFormat = intl(function (locale) { return new Intl.NumberFormat(locale); });
   const pluralRules = intl(function (locale) { return new Intl.PluralRules(locale); });
 

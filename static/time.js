@@ -48,6 +48,9 @@
 
   window.dashboardTime = {
     localise: localise,
+    // A formatter of Intl's for the page's language, e.g. intl((locale) => new
+    // Intl.NumberFormat(locale)); the browser's own language if the page's is unknown.
+    intl: intl,
     // A clock time such as "14:05:09", for words like "Offline since {time}".
     clock: function (date) { return clockFormat.format(date); },
   };

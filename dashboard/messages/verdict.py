@@ -82,12 +82,8 @@ def failure_of(message: Message) -> dict | None:
     }
 
 
-def to_json(message: Message, callback_ids: list[int], replies: list[Delivery]) -> dict:
-    """A message in the public JSON shape: its steps, failure, verdict and evidence."""
-    steps = [
-        {"state": step.state, "at": iso_utc(step.at), "count": step.count}
-        for step in timeline.steps(message)
-    ]
+def summary_json(message: Message) -> dict:
+    """The fields every JSON shape of a message shares: who, which, where it stands, why not."""
     return {
         "id": message.id,
         "instanceId": message.instance_id or None,
@@ -97,9 +93,20 @@ def to_json(message: Message, callback_ids: list[int], replies: list[Delivery]) 
         "phoneDisplay": display(message.phone),
         "state": message.state,
         "content": message.content,
-        "steps": steps,
         "error": message.error,
         "errorCode": message.error_code,
+    }
+
+
+def to_json(message: Message, callback_ids: list[int], replies: list[Delivery]) -> dict:
+    """A message in the public JSON shape: its steps, failure, verdict and evidence."""
+    steps = [
+        {"state": step.state, "at": iso_utc(step.at), "count": step.count}
+        for step in timeline.steps(message)
+    ]
+    return {
+        **summary_json(message),
+        "steps": steps,
         "failure": failure_of(message),
         "verdict": verdict(message, replies),
         "replies": [
