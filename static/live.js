@@ -80,7 +80,9 @@
   // A live row: the skeleton in <template id="delivery-row">, filled with textContent only.
   function buildRow(delivery) {
     const row = template.content.firstElementChild.cloneNode(true);
-    const failed = Boolean(delivery.error);
+    // Only a send fails; an instance event's error (disconnected, proxy) is just its text.
+    const hasError = Boolean(delivery.error);
+    const failed = hasError && delivery.type === "DeliveryCallback";
     row.dataset.id = String(delivery.id);
     row.dataset.type = asText(delivery.type);
     if (failed) {
@@ -99,20 +101,21 @@
     phone.textContent = asText(delivery.phoneDisplay);
     field(row, "type").textContent = asText(delivery.type);
 
-    // Status: error -> "Failed", its code and its text; else status; else "Handed to WhatsApp".
+    // Status: a failed send -> "Failed", its code and its text; another error -> its text;
+    // else status; else "Handed to WhatsApp".
     keepIf(row.querySelector('[data-part="failed"]'), failed);
     const code = field(row, "errorCode");
     code.textContent = asText(delivery.errorCode);
     keepIf(code, failed && Boolean(delivery.errorCode));
     const error = field(row, "error");
     error.textContent = asText(delivery.error);
-    keepIf(error, failed);
+    keepIf(error, hasError);
     const status = field(row, "status");
     status.textContent = statusLabel(asText(delivery.status));
-    keepIf(status, !failed && Boolean(delivery.status));
+    keepIf(status, !hasError && Boolean(delivery.status));
     keepIf(
       row.querySelector('[data-part="handed"]'),
-      !failed && !delivery.status && delivery.type === "DeliveryCallback"
+      !hasError && !delivery.status && delivery.type === "DeliveryCallback"
     );
 
     const messageId = field(row, "messageId");

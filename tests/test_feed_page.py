@@ -239,3 +239,19 @@ def test_a_message_row_written_by_hand_still_renders(client):
     assert len(message_rows(page)) == 2
     assert "&lt;b&gt;bogus&lt;/b&gt;" in page
     assert 'datetime="2026-05-01T00:00:00Z"' in page
+
+
+def test_an_instance_events_error_is_no_failed_send_in_the_callback_list(client):
+    store_all(
+        [
+            instance_event("DisconnectedCallback", error="Device has been disconnected"),
+            sent("M1", error="Phone number does not exist"),
+        ]
+    )
+    page = client.get("/?view=callbacks").get_data(as_text=True)
+    rows = re.findall(r'<tr class="delivery[^"]*"[^>]*>.*?</tr>', page, re.S)
+    disconnected = next(row for row in rows if "DisconnectedCallback" in row)
+    failed_send = next(row for row in rows if 'data-type="DeliveryCallback"' in row)
+    assert "Device has been disconnected" in disconnected  # its words, shown as they came
+    assert "data-failed" not in disconnected and 'data-part="failed"' not in disconnected
+    assert "data-failed" in failed_send and 'data-part="failed"' in failed_send

@@ -644,6 +644,24 @@ def test_instance_events_show_as_a_line_at_the_top_that_updates_live(live_server
     me.assert_clean()
 
 
+def test_a_live_instance_event_is_no_failed_send_in_the_callback_list(live_server, visitor):
+    me = visitor(live_server)
+    open_live_feed(me)
+    instance = f"inst-{uuid.uuid4().hex[:8]}"
+    post(
+        live_server,
+        {"type": "DisconnectedCallback", "instanceId": instance, "error": "Device offline"},
+    )
+    post(live_server, callback(error="Phone number does not exist"))
+    event = me.feed_rows.filter(has_text="DisconnectedCallback").first
+    expect(event).to_contain_text("Device offline", timeout=ARRIVAL_WAIT_MS)
+    expect(event.locator('[data-part="failed"]')).to_have_count(0)
+    expect(event).not_to_have_attribute("data-failed", "")
+    failed_send = me.feed_rows.filter(has_text="Phone number does not exist").first
+    expect(failed_send.locator('[data-part="failed"]')).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+    me.assert_clean()
+
+
 def test_the_feed_fits_a_phone(live_server, visitor):
     post(live_server, callback(error="Phone number does not exist"))
     post(
