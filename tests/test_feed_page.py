@@ -11,7 +11,7 @@ from dashboard.extensions import db
 from dashboard.models import Message
 
 from .support import english_client, make_user, sign_in, signed_in_client, store_all
-from .test_messages import sent, status
+from .test_messages import echo, sent, status
 
 ROW = re.compile(r'<tr class="message[^"]*" data-message="(\d+)"[^>]*>(.*?)</tr>', re.S)
 TIME = re.compile(r'<time datetime="[^"]+Z" title="[^"]+ UTC" data-field="latestAt">')
@@ -22,18 +22,6 @@ SEARCH_LINK = re.compile(r'<a href="(/search\?failed=1&amp;since=[^"]+)">Search 
 
 def now_ms(seconds_ago: float = 0) -> int:
     return int((datetime.now(UTC) - timedelta(seconds=seconds_ago)).timestamp() * 1000)
-
-
-def echo(message_id: str, words: str) -> dict:
-    """Our own message echoed back by Z-API's received webhook, with its words."""
-    return {
-        "type": "ReceivedCallback",
-        "instanceId": "I1",
-        "messageId": message_id,
-        "phone": "5544999999999",
-        "fromMe": True,
-        "text": {"message": words},
-    }
 
 
 def instance_event(kind: str, instance: str = "I1", **fields) -> dict:

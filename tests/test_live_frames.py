@@ -13,31 +13,17 @@ from dashboard.extensions import db
 from dashboard.live import Hub
 
 from .support import store_all
-from .test_messages import sent, status
+from .test_messages import echo, reply, sent, status
 
 CONNECTED = {"type": "ConnectedCallback", "instanceId": "I1", "connected": True, "phone": "5544"}
-REPLY = {
-    "type": "ReceivedCallback",
-    "instanceId": "I1",
-    "messageId": "C1",
-    "phone": "5544999999999",
-    "fromMe": False,
-    "text": {"message": "oi"},
-}
+REPLY = reply("oi")
 PRESENCE = {
     "type": "PresenceChatCallback",
     "instanceId": "I1",
     "phone": "5544",
     "status": "AVAILABLE",
 }
-ECHO = {
-    "type": "ReceivedCallback",
-    "instanceId": "I1",
-    "messageId": "M9",
-    "phone": "5544999999999",
-    "fromMe": True,
-    "text": {"message": "Seu pedido saiu"},
-}
+ECHO = echo("M9", "Seu pedido saiu")
 
 
 def frames_of(payloads: list[dict]) -> list[dict]:

@@ -12,29 +12,13 @@ from dashboard.messages import timeline
 from dashboard.models import Delivery, Message
 
 from .support import english_client, signed_in_client, store_all
-from .test_messages import MS0, T0, message, sent, status
+from .test_messages import MS0, T0, echo, message, reply, sent, status
 from .test_stored_rows_render import LEGACY_BODIES
 
 TAG = re.compile(r"<[^>]+>")
 TIMES = "\N{MULTIPLICATION SIGN}"  # "received 3 times", as the page writes it
-ECHO = {
-    "type": "ReceivedCallback",
-    "instanceId": "I1",
-    "messageId": "M1",
-    "phone": "5544999999999",
-    "fromMe": True,
-    "momment": MS0,
-    "text": {"message": "Seu pedido saiu para entrega"},
-}
-REPLY = {
-    "type": "ReceivedCallback",
-    "instanceId": "I1",
-    "messageId": "C1",
-    "phone": "5544999999999",
-    "fromMe": False,
-    "momment": MS0 + 90_000,
-    "text": {"message": "chegou, obrigado <b>!</b>"},
-}
+ECHO = echo(momment=MS0)
+REPLY = reply("chegou, obrigado <b>!</b>", momment=MS0 + 90_000)
 
 
 @pytest.fixture

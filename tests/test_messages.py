@@ -46,6 +46,29 @@ def status(word, seconds, *ids, **fields):
     }
 
 
+def received(words, message_id, from_me, **fields):
+    """A ReceivedCallback in the chat of ``sent()``: ours echoed back, or the customer's."""
+    return {
+        "type": "ReceivedCallback",
+        "instanceId": "I1",
+        "messageId": message_id,
+        "phone": "5544999999999",
+        "fromMe": from_me,
+        "text": {"message": words},
+        **fields,
+    }
+
+
+def echo(message_id="M1", words="Seu pedido saiu para entrega", **fields):
+    """Our own message ``message_id`` echoed back by Z-API's received webhook."""
+    return received(words, message_id, True, **fields)
+
+
+def reply(words="chegou, obrigado", message_id="C1", **fields):
+    """The customer's message in the chat, after ours."""
+    return received(words, message_id, False, **fields)
+
+
 def message(message_id="M1") -> Message:
     with db.reading() as session:
         return session.scalars(select(Message).where(Message.message_id == message_id)).one()

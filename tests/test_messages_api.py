@@ -3,16 +3,9 @@
 import pytest
 
 from .support import signed_in_client, store_all
-from .test_messages import sent, status
+from .test_messages import reply, sent, status
 
-REPLY = {
-    "type": "ReceivedCallback",
-    "instanceId": "I1",
-    "messageId": "C1",
-    "phone": "5544999999999",
-    "fromMe": False,
-    "text": {"message": "chegou, obrigado"},
-}
+REPLY = reply()
 
 
 @pytest.fixture
