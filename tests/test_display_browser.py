@@ -76,7 +76,7 @@ def assert_local(time) -> None:
 def test_a_server_rendered_time_shows_the_readers_local_time(display_server, reader):
     message_id = post(display_server)
     me = reader()
-    me.open("/search?phone=554499999999")
+    me.open("/search?phone=554499999999&view=callbacks")
     time = row_time(me, message_id)
     assert_local(time)
     # The callback's own page too.
@@ -98,7 +98,7 @@ def test_a_live_row_shows_the_readers_local_time(display_server, reader):
 def test_without_javascript_the_utc_text_shows(display_server, reader):
     message_id = post(display_server)
     me = reader(java_script_enabled=False)
-    me.open("/search?phone=554499999999")
+    me.open("/search?phone=554499999999&view=callbacks")
     time = row_time(me, message_id)
     moment = moment_of(time)
     # "29 de abril de 2026 20:21:31 UTC": the page's language, UTC.
