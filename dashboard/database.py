@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
@@ -132,3 +133,9 @@ def _install_sqlite_hooks(engine: Engine, synchronous: str) -> None:
         # fails it at once with "database is locked". Writers therefore take the lock first.
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def upsert_insert(dialect_name: str, table: Table):
+    """An INSERT into ``table`` that can take ON CONFLICT, on either supported database."""
+    # Both dialects spell the upsert clauses the same, on their own Insert classes.
+    return {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect_name](table)

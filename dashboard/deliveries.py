@@ -20,16 +20,15 @@ from sqlalchemy import (
     select,
     union,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from . import lids
+from .database import upsert_insert
 from .messages import store as messages
 from .models import Delivery, RejectedRequest, StatusMessageId, UTCDateTime, iso_utc, utcnow
 from .payloads import Callback
 from .phones import PhoneQuery, display, is_chat_id, reversed_range
 
-_UPSERT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 # The one kind of callback whose ``error`` is a failed send.
 FAILED_SEND_TYPE = "DeliveryCallback"
 
@@ -98,7 +97,7 @@ class _WriteStatements(NamedTuple):
 def _write_statements(dialect_name: str) -> _WriteStatements:
     # Built once: constructing these per batch costs more than executing them.
     table = Delivery.__table__
-    upsert = _UPSERT_INSERTS[dialect_name](table)
+    upsert = upsert_insert(dialect_name, table)
     return _WriteStatements(
         upsert=upsert.on_conflict_do_update(
             index_elements=[table.c.dedup_key],

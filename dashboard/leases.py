@@ -9,12 +9,10 @@ never commit.
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from .database import upsert_insert
 from .models import JobLease
-
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def acquire(
@@ -31,7 +29,7 @@ def acquire(
     the check and the taking are one statement, so two processes cannot both find the
     job due and both run it.
     """
-    insert = _INSERTS[session.get_bind().dialect.name](JobLease)
+    insert = upsert_insert(session.get_bind().dialect.name, JobLease.__table__)
     session.execute(insert.values(name=name).on_conflict_do_nothing(index_elements=["name"]))
     conditions = [
         JobLease.name == name,

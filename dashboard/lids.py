@@ -11,13 +11,11 @@ from collections.abc import Callable, Sequence
 from functools import cache
 
 from sqlalchemy import ColumnElement, Executable, Subquery, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from .database import upsert_insert
 from .models import PhoneLid
 from .payloads import Callback
-
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def record(session: Session, callbacks: Sequence[Callback]) -> None:
@@ -49,4 +47,4 @@ def matching(number: Callable[[ColumnElement], ColumnElement]) -> Subquery:
 @cache
 def _insert(dialect_name: str) -> Executable:
     # Built once per dialect, like the callbacks' own statements.
-    return _INSERTS[dialect_name](PhoneLid.__table__).on_conflict_do_nothing()
+    return upsert_insert(dialect_name, PhoneLid.__table__).on_conflict_do_nothing()

@@ -9,16 +9,15 @@ from datetime import datetime
 from functools import cache
 
 from sqlalchemy import Executable, Table, and_, case, func, or_, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from .. import phones
+from ..database import upsert_insert
 from ..models import Message
 from ..payloads import Callback
 from . import states
 from .states import Evidence, MessageFacts
 
-_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _TABLE: Table = Message.__table__
 
 
@@ -76,7 +75,7 @@ def merge(session: Session, evidence: list[Evidence]) -> None:
 @cache
 def _upsert(dialect_name: str) -> Executable:
     # Built once, as the callbacks' own statements: every write batch runs it.
-    insert = _INSERTS[dialect_name](_TABLE)
+    insert = upsert_insert(dialect_name, _TABLE)
     merged = _Merge(dialect_name, _TABLE.c, insert.excluded)
     return insert.on_conflict_do_update(
         index_elements=[_TABLE.c.instance_id, _TABLE.c.message_id], set_=merged.values()
