@@ -182,11 +182,11 @@ def set_password(name: str, password_stdin: bool) -> None:
 @click.option(
     "--days",
     type=click.IntRange(1, MAX_RETENTION_DAYS),
-    help="Delete callbacks older than this many days  [default: DASHBOARD_RETENTION_DAYS].",
+    help="Delete what is older than this many days  [default: DASHBOARD_RETENTION_DAYS].",
 )
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 def prune_command(days: int | None, dry_run: bool) -> None:
-    """Delete callbacks older than the retention period, in small batches."""
+    """Delete callbacks older than the retention period, their messages and unseen LIDs."""
     app = _app()
     if days is None:
         days = app.config["RETENTION_DAYS"]
@@ -205,16 +205,23 @@ def prune_command(days: int | None, dry_run: bool) -> None:
     except SQLAlchemyError as exc:
         raise click.ClickException(f"Pruning failed: {database_reason(exc)}") from None
     cutoff = result.cutoff.isoformat(timespec="seconds").replace("+00:00", "Z")
-    noun = "callback" if result.deleted == 1 else "callbacks"
+    what = (
+        f"{_counted(result.deleted, 'callback')} received before {cutoff}, "
+        f"{_counted(result.messages, 'message')} left without callbacks and "
+        f"{_counted(result.lid_pairs, 'phone-to-LID pair')} not seen since"
+    )
     if dry_run:
-        click.echo(f"{result.deleted} {noun} received before {cutoff} would be deleted (dry run).")
+        click.echo(f"{what} would be deleted (dry run).")
     elif result.finished:
-        click.echo(f"Deleted {result.deleted} {noun} received before {cutoff}.")
+        click.echo(f"Deleted {what}.")
     else:
         raise click.ClickException(
-            f"Deleted {result.deleted} {noun} received before {cutoff}, then stopped: "
-            "another process took over the job."
+            f"Deleted {what}, then stopped: another process took over the job."
         )
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _claim_data_dir(app: Flask) -> None:

@@ -77,7 +77,7 @@ def record(session: Session, callbacks: Sequence[Callback]) -> list[Recorded]:
         connection.execute(statements.insert_status_ids, status_rows)
     # A repeat of a stored callback is no new news about its message: only new rows count.
     messages.record(session, [(firsts[key], stored[key].id, now) for key in new_keys])
-    lids.record(session, [firsts[key] for key in new_keys])
+    lids.record(session, [firsts[key] for key in new_keys], now)
 
     results, seen = [], set()
     for callback in callbacks:

@@ -222,6 +222,9 @@ class PhoneLid(Base):
     instance_id: Mapped[str] = mapped_column(String(255))
     phone_key_reversed: Mapped[str] = mapped_column(_BYTEWISE_TEXT)
     lid_key_reversed: Mapped[str] = mapped_column(_BYTEWISE_TEXT, index=True)
+    # When a callback last carried the pair, to the day: retention forgets pairs not seen
+    # within its period, since they hold people's numbers.
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
     __table_args__ = (
         # The number first: a search reads the LIDs of a number (or of its last digits).

@@ -1,4 +1,5 @@
-"""Retention: delete callbacks older than the configured number of days.
+"""Retention: delete callbacks older than the configured number of days, the messages
+left without callbacks, and the phone-to-LID pairs no callback has carried since.
 
 Rows go in small batches, each its own write transaction, so the write lock is held for a
 fraction of a second at a time and webhook writes slip in between. A job lease makes one
@@ -15,9 +16,10 @@ from typing import NamedTuple
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import deliveries, leases
+from . import deliveries, leases, lids
 from .database import Database
 from .logs import database_reason
+from .messages import store
 from .models import utcnow
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,8 @@ STOP_TIMEOUT_SECONDS = 5.0
 
 
 class Pruned(NamedTuple):
-    """What a prune did: its cutoff, and how many callbacks it deleted (or would, dry).
+    """What a prune did: its cutoff, and how many callbacks, messages and phone-to-LID pairs
+    it deleted (or would, dry).
 
     ``finished`` is False when it stopped early: asked to stop, or its lease was lost.
     """
@@ -43,6 +46,8 @@ class Pruned(NamedTuple):
     cutoff: datetime | None
     deleted: int
     finished: bool
+    messages: int = 0
+    lid_pairs: int = 0
 
 
 def holder_name() -> str:
@@ -60,7 +65,8 @@ def prune(
     run_every: timedelta | None = None,
     stop: threading.Event | None = None,
 ) -> Pruned | None:
-    """Delete callbacks received more than ``days`` ago; None if another process has the job.
+    """Delete callbacks received more than ``days`` ago, the messages they leave without
+    callbacks and the phone-to-LID pairs unseen since; None if another process has the job.
 
     ``days`` 0 keeps everything. With ``run_every``, nothing happens unless the last
     finished prune is at least that old. A dry run only counts, and takes no lease.
@@ -71,14 +77,21 @@ def prune(
     cutoff = now - timedelta(days=days)
     if dry_run:
         with database.reading() as session:
-            return Pruned(cutoff, deliveries.count_older_than(session, cutoff), True)
+            return Pruned(
+                cutoff,
+                deliveries.count_older_than(session, cutoff),
+                True,
+                messages=store.count_prunable(session, cutoff),
+                lid_pairs=lids.count_unseen_since(session, cutoff),
+            )
     holder = holder or holder_name()
     stop = stop or threading.Event()
     with database.writing() as session:
         finished_before = now - run_every if run_every else None
         if not leases.acquire(session, LEASE_NAME, holder, now, LEASE_DURATION, finished_before):
             return None
-    deleted, finished = 0, False
+    callbacks = messages = lid_pairs = 0
+    finished = False
     try:
         while not stop.is_set():
             with database.writing() as session:
@@ -86,16 +99,22 @@ def prune(
                 if not leases.renew(session, LEASE_NAME, holder, utcnow(), LEASE_DURATION):
                     log.warning("Pruning stopped: the lease expired and another process took it.")
                     break
-                batch = deliveries.prune_batch(session, cutoff, batch_size)
-            deleted += batch
-            if batch < batch_size:
+                batch_callbacks = deliveries.prune_batch(session, cutoff, batch_size)
+                # After the callbacks: this batch's deletions leave some messages without any.
+                batch_messages = store.prune_batch(session, batch_size)
+                batch_pairs = lids.prune_batch(session, cutoff, batch_size)
+            callbacks += batch_callbacks
+            messages += batch_messages
+            lid_pairs += batch_pairs
+            # Done when every kind ran short; a full batch of any kind may have more behind it.
+            if max(batch_callbacks, batch_messages, batch_pairs) < batch_size:
                 finished = True
                 break
             stop.wait(PAUSE_SECONDS)
     finally:
         with database.writing() as session:
             leases.release(session, LEASE_NAME, holder, utcnow() if finished else None)
-    return Pruned(cutoff, deleted, finished)
+    return Pruned(cutoff, callbacks, finished, messages=messages, lid_pairs=lid_pairs)
 
 
 class Pruner:
@@ -138,10 +157,13 @@ class Pruner:
             return None
         if result is not None:
             self._log.info(
-                "Pruned %d callback(s) received before %s (pid %d)%s.",
+                "Pruned %d callback(s) received before %s (pid %d), %d message(s) left without"
+                " callbacks and %d phone-to-LID pair(s) not seen since%s.",
                 result.deleted,
                 result.cutoff.isoformat(timespec="seconds"),
                 os.getpid(),
+                result.messages,
+                result.lid_pairs,
                 "" if result.finished else "; stopped early, the rest goes next time",
             )
         return result

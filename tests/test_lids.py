@@ -1,13 +1,15 @@
 """WhatsApp's LIDs: extracted from callbacks, searched, mapped to numbers, backfilled."""
 
 import json
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text, update
 
-from dashboard import deliveries, phones
+from dashboard import deliveries, lids, phones
 from dashboard.extensions import db
-from dashboard.models import PhoneLid
+from dashboard.models import PhoneLid, utcnow
 from dashboard.payloads import parse
 
 from .support import signed_in_client, store
@@ -200,6 +202,66 @@ def test_a_repeat_adds_no_pair_and_a_batch_keeps_each_pair_once(app):
             assert len(session.execute(select(PhoneLid.id)).all()) == 1
 
 
+# -- last seen --------------------------------------------------------------------------
+
+SEEN = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+
+
+@contextmanager
+def pair_writes():
+    """The number of phone_lids rows each statement writing the map inserted or updated."""
+    written: list[int] = []
+
+    def note(_connection, cursor, statement, _parameters, _context, _executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO PHONE_LIDS"):
+            written.append(cursor.rowcount)
+
+    event.listen(db.engine, "after_cursor_execute", note)
+    try:
+        yield written
+    finally:
+        event.remove(db.engine, "after_cursor_execute", note)
+
+
+def seen_again(at: datetime) -> int:
+    """Record the customer's pair as carried again at ``at``; how many rows that wrote."""
+    with pair_writes() as written, db.writing() as session:
+        lids.record(session, [parse(body(TEXT_FROM_CUSTOMER))], at)
+    (rows,) = written
+    return rows
+
+
+def seen_at() -> datetime:
+    with db.reading() as session:
+        return session.scalars(select(PhoneLid.seen_at)).one()
+
+
+def test_a_pair_seen_again_is_rewritten_at_most_once_a_day(any_db_app):
+    assert seen_again(SEEN) == 1
+    assert seen_at() == SEEN
+    # The same day: the upsert finds the pair and writes nothing, however often it runs.
+    assert seen_again(SEEN + timedelta(hours=13, minutes=59)) == 0
+    assert seen_at() == SEEN
+    # The next day it is seen anew, once.
+    assert seen_again(SEEN + timedelta(days=1)) == 1
+    assert seen_again(SEEN + timedelta(days=1, hours=1)) == 0
+    assert seen_at() == SEEN + timedelta(days=1)
+    # A late writer (a clock behind) never moves it back.
+    assert seen_again(SEEN - timedelta(days=3)) == 0
+    assert seen_at() == SEEN + timedelta(days=1)
+
+
+def test_storing_a_callback_marks_its_pair_seen_when_it_arrived(any_db_app):
+    before = utcnow()
+    store(TEXT_FROM_CUSTOMER)
+    first = seen_at()
+    assert before <= first <= utcnow()
+    with db.writing() as session:
+        session.execute(update(PhoneLid).values(seen_at=first - timedelta(days=40)))
+    store({**TEXT_FROM_CUSTOMER, "messageId": "another message"})
+    assert seen_at() >= first
+
+
 # -- migration ----------------------------------------------------------------------------
 
 
@@ -238,3 +300,19 @@ def test_callbacks_stored_before_lids_get_their_keys_and_the_map(tmp_path):
         (TEXT_FROM_CUSTOMER["instanceId"], key("5544999999999"), "dil@37829140669818")
     ]
     engine.dispose()
+
+
+def test_pairs_stored_before_0010_count_as_seen_when_it_runs(tmp_path):
+    before = utcnow()
+    engine = upgraded_from(
+        tmp_path,
+        "0008",
+        "INSERT INTO phone_lids (instance_id, phone_key_reversed, lid_key_reversed)"
+        " VALUES ('I1', :phone_key, 'dil@37829140669818')",
+        phone_key=key("5544999999999"),
+    )
+    with engine.connect() as connection:
+        (stored,) = connection.execute(text("SELECT seen_at FROM phone_lids")).scalars()
+    engine.dispose()
+    seen = datetime.fromisoformat(stored).replace(tzinfo=UTC)
+    assert before <= seen <= utcnow()

@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import update
 
+from dashboard import retention
 from dashboard.extensions import db
 from dashboard.messages import timeline
-from dashboard.models import Delivery, Message
+from dashboard.models import Delivery, Message, utcnow
 
 from .support import english_client, signed_in_client, store_all
 from .test_messages import MS0, T0, echo, message, reply, sent, status
@@ -205,3 +206,45 @@ def test_the_api_answers_as_before(browse):
     item = browse.get(f"/api/messages/{message().id}").json
     assert [step["state"] for step in item["steps"]] == ["queued", "received"]
     assert item["steps"][1] == {"state": "received", "at": "2026-05-01T12:00:02Z", "count": 1}
+
+
+def test_a_message_whose_older_callbacks_were_pruned_still_shows_everywhere(browse):
+    older = store_all([sent(), ECHO, status("RECEIVED", 2)])
+    newest = store_all([status("READ", 63)])[0].id
+    reply_id = store_all([REPLY])[0].id
+    with db.writing() as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_([recorded.id for recorded in older]))
+            .values(received_at=utcnow() - timedelta(days=100))
+        )
+    assert retention.prune(db, days=30).deleted == 3
+    found = message()
+    assert found.first_delivery_id == older[0].id  # a callback no longer stored
+
+    page = page_of(browse, f"/messages/{found.id}")
+    assert steps(page) == ["queued", "received", "read"]
+    assert "Read at 2026-05-01 12:01 UTC. The customer replied at" in text(
+        section(page, "summary-title")
+    )
+    callbacks = section(page, "callbacks-title")
+    assert re.findall(r'data-callback="(\d+)"', callbacks) == [str(newest)]
+    assert f'href="/deliveries/{reply_id}"' in section(page, "replies-title")
+
+    item = browse.get(f"/api/messages/{found.id}").json
+    assert (item["state"], item["callbacks"]) == ("read", [newest])
+    assert [reply["id"] for reply in item["replies"]] == [reply_id]
+    listed = browse.get("/api/messages", query_string={"phone": "44 99999-9999"}).json
+    assert [each["id"] for each in listed["items"]] == [found.id]
+    assert browse.get(f"/api/deliveries/{newest}").json["messageState"] == "read"
+
+    search = page_of(browse, "/search?phone=44+99999-9999")
+    assert f'<tr class="message" data-message-id="{found.id}" data-state="read">' in search
+    every_callback = page_of(browse, "/search?phone=44+99999-9999&view=callbacks")
+    assert f'data-id="{newest}"' in every_callback and f'data-id="{older[0].id}"' not in (
+        every_callback
+    )
+    feed = page_of(browse, "/")
+    assert f'data-message="{found.id}" data-news="{newest}" data-state="read"' in feed
+    assert f'data-id="{reply_id}"' in page_of(browse, "/?view=callbacks")
+    assert f'href="/messages/{found.id}"' in page_of(browse, f"/deliveries/{newest}")

@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 
 from dashboard import leases, retention
 from dashboard.extensions import db
-from dashboard.models import Delivery, utcnow
+from dashboard.models import Delivery, Message, PhoneLid, utcnow
 
 from .support import POSTGRES_URL, SEED, cli_command, store_all
 
@@ -25,6 +25,22 @@ def seed(ages: list[int]) -> list[int]:
                 .values(received_at=utcnow() - timedelta(days=days))
             )
     return ids
+
+
+# A customer's message naming them by number and by LID: one pair of the phone-to-LID map.
+LID_PAIR = {
+    "type": "ReceivedCallback",
+    "instanceId": "instance.id",
+    "messageId": "C1",
+    "phone": "5544999999999",
+    "senderLid": "81896604192873@lid",
+    "fromMe": False,
+}
+
+
+def message_ids() -> list[str]:
+    with db.reading() as session:
+        return list(session.scalars(select(Message.message_id).order_by(Message.message_id)))
 
 
 def stored_ids() -> list[int]:
@@ -55,7 +71,11 @@ def test_prune_deletes_callbacks_older_than_the_configured_days(any_db_app):
     result = prune(any_db_app)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Deleted 2 callbacks received before ")
+    assert result.stdout.endswith(
+        ", 2 messages left without callbacks and 0 phone-to-LID pairs not seen since.\n"
+    )
     assert stored_ids() == ids[2:]
+    assert message_ids() == ["M2", "M3"]
     with db.reading() as session:
         assert leases.get(session, retention.LEASE_NAME).last_finished_at is not None
 
@@ -70,11 +90,24 @@ def test_days_override_the_configuration(app):
 
 def test_a_dry_run_counts_and_deletes_nothing(app):
     ids = seed([200, 95, 1])
+    store_all([LID_PAIR])
+    with db.writing() as session:
+        session.execute(update(PhoneLid).values(seen_at=utcnow() - timedelta(days=91)))
     result = prune(app, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("2 callbacks received before ")
-    assert result.stdout.strip().endswith("would be deleted (dry run).")
-    assert stored_ids() == ids
+    assert result.stdout.endswith(
+        ", 2 messages left without callbacks and 1 phone-to-LID pair not seen since"
+        " would be deleted (dry run).\n"
+    )
+    assert stored_ids()[:3] == ids
+    assert message_ids() == ["M0", "M1", "M2"]
+    # What it counted is what the prune then deletes.
+    done = prune(app)
+    assert done.stdout.startswith("Deleted 2 callbacks received before ")
+    assert done.stdout.endswith(
+        ", 2 messages left without callbacks and 1 phone-to-LID pair not seen since.\n"
+    )
 
 
 def test_zero_days_means_retention_is_off(app):

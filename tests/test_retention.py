@@ -6,13 +6,14 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from dashboard import create_app, leases, retention
 from dashboard.config import ConfigError
 from dashboard.database import Database
 from dashboard.extensions import db
-from dashboard.models import Delivery, JobLease, StatusMessageId, utcnow
+from dashboard.messages import queries
+from dashboard.models import Delivery, JobLease, Message, PhoneLid, StatusMessageId, utcnow
 
 from .support import POSTGRES_URL, SEED, STATUS, store_all, wait_until
 
@@ -340,3 +341,119 @@ def config_of(tmp_path) -> dict:
     finally:
         if db.engine is not None:
             db.engine.dispose()
+
+
+# -- messages and the phone-to-LID map --------------------------------------------------
+
+
+def message_ids() -> set[str]:
+    with db.reading() as session:
+        return set(session.scalars(select(Message.message_id)))
+
+
+def orphans() -> set[str]:
+    """The messages none of whose callbacks is stored any more."""
+    with db.reading() as session:
+        return {
+            message.message_id
+            for message in session.scalars(select(Message))
+            if not queries.callbacks(session, message)
+        }
+
+
+class CheckingDatabase(Database):
+    """The real database, noting after each write transaction which messages lost every callback."""
+
+    def __init__(self, url: str):
+        super().__init__()
+        self.init(url)
+        self.orphans_after_writes: list[set[str]] = []
+
+    @contextmanager
+    def writing(self):
+        """A write transaction, then a look at what it left."""
+        with super().writing() as session:
+            yield session
+        self.orphans_after_writes.append(orphans())
+
+
+def test_a_message_goes_in_the_batch_that_deletes_its_last_callback(any_db_app):
+    old_ids = [row.id for row in store_all([callback(n) for n in range(7)])]
+    # M1 and M2 have news since; their old DeliveryCallbacks go, they stay.
+    store_all([{**STATUS, "ids": ["M1", "M2"], "momment": 1}])
+    store_all([callback(100)])
+    age(old_ids, 100)
+    checking = CheckingDatabase(any_db_app.config["DATABASE_URL"])
+    try:
+        result = retention.prune(checking, days=30, batch_size=2)
+    finally:
+        checking.engine.dispose()
+    assert (result.deleted, result.messages, result.finished) == (7, 5, True)
+    assert message_ids() == {"M1", "M2", "M100"}
+    # No transaction left a message without callbacks behind: each went with its last one.
+    assert checking.orphans_after_writes == [set()] * len(checking.orphans_after_writes)
+    assert len(checking.orphans_after_writes) == 6  # lease, four batches (2, 2, 2, 1), release
+
+
+def test_a_status_message_goes_with_the_status_that_named_it(any_db_app):
+    seed(old=6, new=1)  # statuses S0 and S3, deliveries of M1, M2, M4, M5
+    assert {"S0", "S3", "M1", "M1000"} <= message_ids()
+    assert retention.prune(db, days=30).messages == 6
+    assert message_ids() == {"M1000"}
+
+
+def test_messages_left_without_callbacks_earlier_are_pruned_past_a_full_batch(any_db_app):
+    # Pruned before messages were: their callbacks are gone, the messages were left behind.
+    store_all([callback(n) for n in range(5)])
+    with db.writing() as session:
+        session.execute(delete(Delivery))
+    store_all([callback(9)])
+    assert orphans() == {f"M{n}" for n in range(5)}
+    assert retention.prune(db, days=30, dry_run=True).messages == 5
+    result = retention.prune(db, days=30, batch_size=2)
+    assert (result.deleted, result.messages, result.finished) == (0, 5, True)
+    assert message_ids() == {"M9"}
+
+
+def pair(n: int) -> dict:
+    """A customer's message giving the number and LID of customer ``n``."""
+    return {
+        "type": "ReceivedCallback",
+        "instanceId": "instance.id",
+        "messageId": f"C{n}",
+        "phone": f"55449999900{n:02d}",
+        "senderLid": f"8189660419{n:04d}@lid",
+        "fromMe": False,
+    }
+
+
+def pairs_seen_at() -> list:
+    with db.reading() as session:
+        return list(session.scalars(select(PhoneLid.seen_at).order_by(PhoneLid.id)))
+
+
+def test_pairs_not_seen_within_the_period_are_forgotten_past_a_full_batch(any_db_app):
+    store_all([pair(n) for n in range(5)])
+    with db.writing() as session:
+        session.execute(update(PhoneLid).values(seen_at=utcnow() - timedelta(days=31)))
+    store_all([pair(7)])  # seen today; customers 0-4 last 31 days ago
+    result = retention.prune(db, days=30, batch_size=2)
+    assert (result.deleted, result.lid_pairs, result.finished) == (0, 5, True)
+    (kept,) = pairs_seen_at()
+    assert kept > utcnow() - DAY
+    assert retention.prune(db, days=30).lid_pairs == 0
+
+
+def test_a_dry_run_counts_what_the_prune_then_deletes(any_db_app):
+    seed(old=9, new=3)
+    store_all([pair(1), pair(2)])
+    with db.writing() as session:
+        session.execute(
+            update(PhoneLid)
+            .where(PhoneLid.id == select(func.min(PhoneLid.id)).scalar_subquery())
+            .values(seen_at=utcnow() - timedelta(days=100))
+        )
+    dry = retention.prune(db, days=30, dry_run=True)
+    done = retention.prune(db, days=30, batch_size=4)
+    counted = (dry.deleted, dry.messages, dry.lid_pairs)
+    assert counted == (done.deleted, done.messages, done.lid_pairs) == (9, 9, 1)

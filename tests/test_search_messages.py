@@ -4,10 +4,18 @@ import csv
 import html
 import io
 import re
+from contextlib import contextmanager
 
 import pytest
+from sqlalchemy import event
 
-from .support import FAILED, SEED, signed_in_client, store
+from dashboard import phones
+from dashboard.extensions import db
+from dashboard.messages import queries
+from dashboard.messages.queries import MessageFilters
+from dashboard.models import Message
+
+from .support import FAILED, SEED, signed_in_client, store, store_all
 
 TAG = re.compile(r"<[^>]+>")
 DELIVERY_ROW = re.compile(r'<tr class="delivery[^"]*" data-id="(\d+)"')
@@ -255,3 +263,128 @@ def test_each_listed_message_shows_its_sentence_and_the_card_speaks_portuguese(b
     portuguese = page_of(browse, "/search", phone="44 99999-9999")
     assert "Buscar mensagens" in portuguese
     assert card(portuguese).startswith("Última mensagem para +55 44 99999-9999 ✗ Falhou Falhou: ")
+
+
+# -- replies and the cost of a page -------------------------------------------------------
+
+
+def reply_in(n: int, phone: str = "5544999999999", **extra) -> dict:
+    """The customer's message ``n`` in the chat of ``phone``."""
+    return {
+        "type": "ReceivedCallback",
+        "instanceId": SEED["instanceId"],
+        "messageId": f"R{n}",
+        "phone": phone,
+        "fromMe": False,
+        "text": {"message": f"reply {n}"},
+        **extra,
+    }
+
+
+def test_replies_of_many_messages_are_each_ones_own(any_db_app):
+    chat = {
+        "m1": sent(1),
+        "r1": reply_in(1),
+        "m2": sent(2),
+        "elsewhere": reply_in(2, "5511988887777"),  # another chat
+        "ours": reply_in(3, fromMe=True),  # our own message echoed: not the customer's
+        "m3": sent(3),
+        "r4": reply_in(4),
+        "r5": reply_in(5),
+        "m4": sent(4, "5511988887777"),
+        "m5": sent(5),
+    }
+    stored = store_all(list(chat.values()))
+    ids = {name: recorded.id for name, recorded in zip(chat, stored, strict=True)}
+    with db.reading() as session:
+        messages = queries.search(session, MessageFilters(), 10)
+        by_id = {message.message_id: message for message in messages}
+        unknown_chat = Message(id=0, phone_key_reversed=None, first_delivery_id=0)
+        found = queries.replies_of(session, [*messages, unknown_chat])
+        first_only = queries.replies_of(session, messages, limit=1)
+        one_by_one = {message.id: queries.replies(session, message) for message in messages}
+
+    def reply_ids(replies: dict) -> dict[str, list[int]]:
+        return {
+            message_id: [reply.id for reply in replies[message.id]]
+            for message_id, message in by_id.items()
+        }
+
+    assert reply_ids(found) == {
+        "M1": [ids["r1"], ids["r4"], ids["r5"]],
+        "M2": [ids["r4"], ids["r5"]],
+        "M3": [ids["r4"], ids["r5"]],
+        "R3": [ids["r4"], ids["r5"]],
+        "M4": [],
+        "M5": [],
+    }
+    assert found[0] == []
+    assert reply_ids(one_by_one) == reply_ids(found)
+    assert reply_ids(first_only) == {
+        "M1": [ids["r1"]],
+        "M2": [ids["r4"]],
+        "M3": [ids["r4"]],
+        "R3": [ids["r4"]],
+        "M4": [],
+        "M5": [],
+    }
+
+
+def test_replies_of_the_largest_page_and_its_latest_message(any_db_app):
+    (first,) = store_all([reply_in(1)])
+    chat = phones.reversed_key(phones.stored_key("5544999999999"))
+    # A page lists up to 500 messages, and the card may add the latest: more terms than
+    # SQLite takes in one compound SELECT.
+    page = [Message(id=pk, phone_key_reversed=chat, first_delivery_id=0) for pk in range(501)]
+    with statements_run() as run, db.reading() as session:
+        found = queries.replies_of(session, page, limit=1)
+    assert {pk: [reply.id for reply in replies] for pk, replies in found.items()} == {
+        pk: [first.id] for pk in range(501)
+    }
+    assert len([sql for sql in run if "message_pk" in sql]) == 6  # 100 messages a statement
+
+
+@contextmanager
+def statements_run():
+    """Every SQL statement the app runs inside the block."""
+    run: list[str] = []
+
+    def note(_connection, _cursor, statement, _parameters, _context, _executemany):
+        run.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        yield run
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+
+
+def statements_for(client, **params) -> list[str]:
+    with statements_run() as run:
+        page = page_of(client, "/search", **params)
+    assert messages_listed(page)
+    return run
+
+
+def test_a_page_of_messages_costs_the_same_few_statements_however_long(browse):
+    for n in range(30):
+        store_all([sent(n), reply_in(n)])
+    store(sent(99))  # the newest, not replied to yet
+    short = statements_for(browse, phone="44 99999-9999", limit="2")
+    long = statements_for(browse, phone="44 99999-9999", limit="30")
+    assert len(long) == len(short)
+    page = page_of(browse, "/search", phone="44 99999-9999", limit="30")
+    rows = page.split("<tbody>", 1)[1]
+    assert text(rows).count("The customer replied at") == 29
+    assert "The customer replied at" not in card(page)
+    # The first page of a phone starts with its newest message: no second search for the card.
+    messages_read = [sql for sql in short if "FROM messages" in sql]
+    assert len(messages_read) == 1
+    older = statements_for(browse, phone="44 99999-9999", limit="2", before=str(10**6))
+    assert len(older) == len(short) + 1
+    # Another filter may leave the newest message out of the list: the card looks it up.
+    queued_only = statements_for(browse, phone="44 99999-9999", limit="2", state="queued")
+    assert len(queued_only) == len(short) + 1
+    latest = card(page_of(browse, "/search", phone="44 99999-9999", state="queued", limit="2"))
+    assert latest.startswith("Latest message to +55 44 99999-9999")
+    assert "The customer replied at" not in latest

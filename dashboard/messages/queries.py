@@ -6,7 +6,7 @@ Functions take a Session and never commit.
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, union
+from sqlalchemy import ColumnElement, Integer, and_, func, literal, or_, select, union, union_all
 from sqlalchemy.orm import Session, aliased
 
 from .. import lids
@@ -18,6 +18,9 @@ from . import failures, states
 CALLBACKS_LIMIT = 200
 # The replies shown after a message: the customer's next few messages in that chat.
 REPLIES_LIMIT = 20
+# Messages whose replies one statement reads: SQLite takes at most 500 terms in a compound
+# SELECT, and a page lists up to 500 messages and the latest.
+_REPLIES_PER_QUERY = 100
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,18 @@ def callbacks(session: Session, message: Message) -> list[Delivery]:
 
 def replies(session: Session, message: Message) -> list[Delivery]:
     """The customer's own messages in the same chat after ``message`` was first seen."""
-    if not message.phone_key_reversed:
-        return []
-    query = (
-        select(Delivery)
+    return replies_of(session, [message])[message.id]
+
+
+def replies_of(
+    session: Session, messages: list[Message], limit: int = REPLIES_LIMIT
+) -> dict[int, list[Delivery]]:
+    """The first ``limit`` of each message's ``replies``, by message id, one query per 100."""
+    # One branch per message, each read from the chat's (key, id) index from the message
+    # on and cut at its limit, then joined: a window over every reply in a busy chat
+    # would read them all, for each message.
+    branches = [
+        select(literal(message.id, Integer).label("message_pk"), Delivery.id.label("delivery_id"))
         .where(
             Delivery.phone_key_reversed == message.phone_key_reversed,
             Delivery.type == "ReceivedCallback",
@@ -118,9 +129,23 @@ def replies(session: Session, message: Message) -> list[Delivery]:
             Delivery.id > message.first_delivery_id,
         )
         .order_by(Delivery.id)
-        .limit(REPLIES_LIMIT)
-    )
-    return list(session.scalars(query))
+        .limit(limit)
+        .subquery()
+        for message in messages
+        if message.phone_key_reversed
+    ]
+    found: dict[int, list[Delivery]] = {message.id: [] for message in messages}
+    for start in range(0, len(branches), _REPLIES_PER_QUERY):
+        chunk = branches[start : start + _REPLIES_PER_QUERY]
+        pairs = union_all(*(select(branch) for branch in chunk)).subquery()
+        query = (
+            select(pairs.c.message_pk, Delivery)
+            .join(Delivery, Delivery.id == pairs.c.delivery_id)
+            .order_by(pairs.c.message_pk, Delivery.id)
+        )
+        for message_pk, reply in session.execute(query):
+            found[message_pk].append(reply)
+    return found
 
 
 def states_of(session: Session, deliveries: list[Delivery]) -> dict[int, str]:

@@ -1,19 +1,20 @@
 """Messages in the database, kept up to date by the write that stores their callbacks.
 
 Functions take a Session and never commit: the caller's transaction (the writer's group
-commit) stores callbacks and updates their messages together, or neither.
+commit) stores callbacks and updates their messages together, or neither. Retention
+deletes a message once it has deleted all of its callbacks.
 """
 
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import Executable, Table, and_, case, func, or_, tuple_
+from sqlalchemy import Executable, Select, Table, and_, case, delete, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from .. import phones
 from ..database import upsert_insert
-from ..models import Message
+from ..models import MAX_ROW_ID, Delivery, Message
 from ..payloads import Callback
 from . import states
 from .states import Evidence, MessageFacts
@@ -193,6 +194,30 @@ def columns(facts: MessageFacts) -> dict:
         "last_delivery_id": facts.last_delivery_id,
         **steps,
     }
+
+
+def count_prunable(session: Session, cutoff: datetime) -> int:
+    """How many messages a prune to ``cutoff`` deletes: those with no callback received since."""
+    kept = select(func.min(Delivery.id)).where(Delivery.received_at >= cutoff)
+    return session.scalar(select(func.count()).where(_without_callbacks(kept)))
+
+
+def prune_batch(session: Session, size: int) -> int:
+    """Delete up to ``size`` messages whose callbacks have all been deleted; return how many."""
+    gone = (
+        select(Message.id)
+        .where(_without_callbacks(select(func.min(Delivery.id))))
+        .order_by(Message.last_delivery_id)
+        .limit(size)
+    )
+    pruned = delete(Message).where(Message.id.in_(gone))
+    return session.execute(pruned.execution_options(synchronize_session=False)).rowcount
+
+
+def _without_callbacks(oldest_kept: Select):
+    # A message's callbacks all have ids at or below its last_delivery_id: below the oldest
+    # callback kept, none of them is left. The index on last_delivery_id reads just those.
+    return Message.last_delivery_id < func.coalesce(oldest_kept.scalar_subquery(), MAX_ROW_ID + 1)
 
 
 def record(session: Session, stored: Iterable[tuple[Callback, int, datetime]]) -> None:

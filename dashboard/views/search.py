@@ -92,20 +92,23 @@ def _messages(wanted: search_params.MessageSearch, by_id: str | None, shared: di
         listed = rows[: wanted.limit]
         if by_id and len(rows) == 1 and wanted.before is None:
             return redirect(url_for("messages.page", message_pk=rows[0].id), code=303)
-        sentences = {
-            message.id: verdict.verdict(message, queries.replies(transaction, message))
-            for message in listed
-        }
         latest = None
         if wanted.filters.phone:
-            newest = queries.search(
-                transaction,
-                MessageFilters(phone=wanted.filters.phone, instance=wanted.filters.instance),
-                1,
-            )
-            latest = newest[0] if newest else None
-            if latest is not None and latest.id not in sentences:
-                sentences[latest.id] = verdict.verdict(latest, queries.replies(transaction, latest))
+            newest = MessageFilters(phone=wanted.filters.phone, instance=wanted.filters.instance)
+            if wanted.before is None and wanted.filters == newest:
+                # The first page of exactly that search starts with the newest message.
+                latest = listed[0] if listed else None
+            else:
+                found = queries.search(transaction, newest, 1)
+                latest = found[0] if found else None
+        judged = [*listed]
+        if latest is not None and latest.id not in {message.id for message in listed}:
+            judged.append(latest)
+        # One query for every message's replies; a verdict reads only the first.
+        replies = queries.replies_of(transaction, judged, limit=1)
+        sentences = {
+            message.id: verdict.verdict(message, replies[message.id]) for message in judged
+        }
     return render_template(
         "search.html",
         **shared,

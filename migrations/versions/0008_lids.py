@@ -12,6 +12,7 @@ from alembic import op
 from sqlalchemy.orm import Session
 
 from dashboard import lids, payloads
+from dashboard.database import upsert_insert
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -66,6 +67,14 @@ def _backfill() -> None:
         sa.column("raw", sa.Text),
         *(sa.column(name, KEY) for name in LID_KEYS),
     )
+    phone_lids = sa.table(
+        "phone_lids",
+        *(
+            sa.column(name, KEY)
+            for name in ("instance_id", "phone_key_reversed", "lid_key_reversed")
+        ),
+    )
+    dialect = op.get_bind().dialect.name
     session = Session(bind=op.get_bind())
     last_id = 0
     while True:
@@ -94,7 +103,11 @@ def _backfill() -> None:
                 .values({name: sa.bindparam(f"new_{name}") for name in LID_KEYS}),
                 keys,
             )
-        lids.record(session, parsed)
+        # The pairs through the same extraction as new ones, into the table as it is at
+        # this revision (lids.record writes columns added later).
+        found = lids.pairs(parsed)
+        if found:
+            session.execute(upsert_insert(dialect, phone_lids).on_conflict_do_nothing(), found)
         last_id = rows[-1].id
 
 
