@@ -138,8 +138,10 @@ def parse(body: bytes) -> Callback:
     # A group member is "participant" in a status and "participantPhone" in a message.
     member = _text(payload.get("participant") if is_status else payload.get("participantPhone"))
     status_ids = _status_ids(payload.get("ids")) if is_status else ()
+    phone_key, member_key = phones.search_key(phone), phones.search_key(member)
     chat_lid, sender_lid, member_lid = (
-        _search_key(_text(payload.get(name))) for name in ("chatLid", "senderLid", "participantLid")
+        phones.search_key(_text(payload.get(name)))
+        for name in ("chatLid", "senderLid", "participantLid")
     )
     from_me = _flag(payload.get("fromMe")) if is_message else None
     return Callback(
@@ -158,24 +160,18 @@ def parse(body: bytes) -> Callback:
         status=_text(payload.get("status")),
         is_group=_flag(payload.get("isGroup")),
         participant=member,
-        phone_key_reversed=phones.reversed_key(phones.stored_key(phone)),
-        participant_key_reversed=phones.reversed_key(phones.stored_key(member)),
+        phone_key_reversed=phone_key,
+        participant_key_reversed=member_key,
         from_me=from_me,
         chat_lid_key_reversed=chat_lid,
         sender_lid_key_reversed=sender_lid,
         participant_lid_key_reversed=member_lid,
         status_ids=status_ids,
         content=_content(payload) if is_message else None,
-        phone_lids=_phone_lids(
-            payload, _search_key(phone), _search_key(member), chat_lid, sender_lid, member_lid
-        )
+        phone_lids=_phone_lids(payload, phone_key, member_key, chat_lid, sender_lid, member_lid)
         if is_message
         else (),
     )
-
-
-def _search_key(value: str | None) -> str | None:
-    return phones.reversed_key(phones.stored_key(value))
 
 
 def _phone_lids(

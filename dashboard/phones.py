@@ -7,6 +7,7 @@ a callback whatever the format on either side.
 """
 
 import re
+from functools import lru_cache
 from typing import Literal, NamedTuple
 
 import phonenumbers
@@ -76,6 +77,13 @@ def stored_key(value: str | None) -> str | None:
 def reversed_key(key: str | None) -> str | None:
     """The key read backwards: one index on it answers exact and "ends with" searches."""
     return key[::-1] if key else None
+
+
+@lru_cache(maxsize=4096)
+def search_key(value: str | None) -> str | None:
+    """The stored, backwards key of a phone or chat id as Z-API sends it (see stored_key)."""
+    # Cached: a team writes to the same customers all day, and every callback needs the key.
+    return reversed_key(stored_key(value))
 
 
 def reversed_range(query: PhoneQuery) -> tuple[str, str]:

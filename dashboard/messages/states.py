@@ -8,7 +8,7 @@ it. Merging is a minimum, a sum or a union per field, so the same callbacks give
 same message whatever order they arrive in, and a late SENT after READ changes nothing.
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 QUEUED, SENT, RECEIVED, READ, PLAYED, FAILED = (
@@ -97,17 +97,22 @@ class MessageFacts:
         steps[evidence.step] = (
             Step(evidence.at) if step is None else Step(min(step.at, evidence.at), step.count + 1)
         )
-        changes = {
-            "steps": steps,
-            "zaap_id": _least(self.zaap_id, evidence.zaap_id),
-            "phone": _least(self.phone, evidence.phone, key=_phone_preference),
-            "content": _least(self.content, evidence.content),
-            "first_delivery_id": _least(self.first_delivery_id, evidence.delivery_id),
-            "last_delivery_id": max(self.last_delivery_id or 0, evidence.delivery_id),
-        }
+        error, error_code = self.error, self.error_code
         if evidence.step == FAILED and (step is None or self._fails_earlier(evidence, step)):
-            changes.update(error=evidence.error, error_code=evidence.error_code)
-        return replace(self, **changes)
+            error, error_code = evidence.error, evidence.error_code
+        # Built whole rather than with dataclasses.replace: every stored callback runs this.
+        return MessageFacts(
+            self.instance_id,
+            self.message_id,
+            steps,
+            zaap_id=_least(self.zaap_id, evidence.zaap_id),
+            phone=_least(self.phone, evidence.phone, key=_phone_preference),
+            content=_least(self.content, evidence.content),
+            error=error,
+            error_code=error_code,
+            first_delivery_id=_least(self.first_delivery_id, evidence.delivery_id),
+            last_delivery_id=max(self.last_delivery_id or 0, evidence.delivery_id),
+        )
 
     def _fails_earlier(self, evidence: Evidence, failure: Step) -> bool:
         # The first failure tells why; ties go by text, so arrival order never decides.

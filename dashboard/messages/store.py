@@ -9,7 +9,20 @@ from collections.abc import Iterable
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import Executable, Select, Table, and_, case, delete, func, or_, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from .. import phones
@@ -149,7 +162,7 @@ class _Merge:
         return or_(stored.failed_at.is_(None), and_(new.failed_at.is_not(None), earlier))
 
     def _text(self, column):
-        value = func.coalesce(column, "")
+        value = func.coalesce(column, _constant(""))
         return self.text(value) if self.text else value
 
     def _less(self, left, right):
@@ -157,18 +170,26 @@ class _Merge:
 
 
 def _is_lid(phone):
-    return func.substr(phone, func.length(phone) - 3) == "@lid"
+    return func.substr(phone, func.length(phone) - _constant(3)) == _constant("@lid")
+
+
+def _constant(value: str | int) -> ColumnElement:
+    # Written into the SQL, not bound: an executemany binds every parameter of every row,
+    # and these never change.
+    if isinstance(value, int):
+        return literal_column(str(value))
+    return literal_column("'{}'".format(value.replace("'", "''")))
 
 
 def _state_of(at: dict):
     # MessageFacts.state in SQL: a failure stands until evidence of receipt, else the
     # furthest step of the road reached.
     no_receipt = and_(*(at[state].is_(None) for state in states.RECEIPTS))
-    furthest = [(at[state].is_not(None), state) for state in reversed(states.PROGRESS)]
+    furthest = [(at[state].is_not(None), _constant(state)) for state in reversed(states.PROGRESS)]
     return case(
-        (and_(at[states.FAILED].is_not(None), no_receipt), states.FAILED),
+        (and_(at[states.FAILED].is_not(None), no_receipt), _constant(states.FAILED)),
         *furthest,
-        else_=states.QUEUED,
+        else_=_constant(states.QUEUED),
     )
 
 
@@ -184,7 +205,7 @@ def columns(facts: MessageFacts) -> dict:
         "message_id": facts.message_id,
         "zaap_id": facts.zaap_id,
         "phone": facts.phone,
-        "phone_key_reversed": phones.reversed_key(phones.stored_key(facts.phone)),
+        "phone_key_reversed": phones.search_key(facts.phone),
         "content": facts.content,
         "state": facts.state,
         "first_at": facts.first_at,
