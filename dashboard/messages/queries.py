@@ -5,12 +5,26 @@ Functions take a Session and never commit.
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, Integer, and_, func, literal, or_, select, union, union_all
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    union,
+    union_all,
+)
 from sqlalchemy.orm import Session, aliased
 
 from .. import lids
-from ..models import Delivery, Message, StatusMessageId
+from ..models import Delivery, Message, StatusMessageId, UTCDateTime
 from ..phones import PhoneQuery, is_chat_id, reversed_range
 from . import failures, states
 
@@ -40,24 +54,71 @@ def search(
     session: Session, filters: MessageFilters, limit: int, before: int | None = None
 ) -> list[Message]:
     """Up to ``limit`` matching messages older than ``before``, newest first."""
-    conditions = _conditions(filters)
-    if before is not None:
-        conditions.append(Message.id < before)
+    shape = _SearchShape.of(filters, before is not None)
+    return list(session.scalars(_search_statement(shape), _search_values(filters, limit, before)))
+
+
+class _SearchShape(NamedTuple):
+    # Which parts a search has; each shape's statement is built once, values bound later:
+    # building and compiling the statement costs far more than running it.
+    phone: Literal["exact", "suffix"] | None
+    # A number, not a chat id: also the messages of the LIDs the map gives it.
+    mapped: bool
+    instance: bool
+    state: bool
+    message_id: bool
+    since: bool
+    until: bool
+    before: bool
+
+    @classmethod
+    def of(cls, filters: MessageFilters, before: bool) -> "_SearchShape":
+        phone = filters.phone
+        return cls(
+            phone=phone.kind if phone else None,
+            mapped=bool(phone) and not is_chat_id(phone.value),
+            instance=bool(filters.instance),
+            state=bool(filters.state),
+            message_id=bool(filters.message_id),
+            since=filters.since is not None,
+            until=filters.until is not None,
+            before=before,
+        )
+
+
+def _search_values(filters: MessageFilters, limit: int, before: int | None) -> dict:
+    values = {
+        "instance": filters.instance,
+        "state": filters.state,
+        "message_id": filters.message_id,
+        "since": filters.since,
+        "until": filters.until,
+        "before": before,
+        "limit": limit,
+    }
+    if filters.phone:
+        values["key"], values["key_end"] = reversed_range(filters.phone)
+    return values
+
+
+@cache
+def _search_statement(shape: _SearchShape) -> Select:
+    conditions = _conditions(shape)
     newest_first = Message.id.desc()
-    if not filters.phone:
-        query = select(Message).where(*conditions).order_by(newest_first).limit(limit)
-        return list(session.scalars(query))
+    limit = bindparam("limit", type_=Integer)
+    if shape.phone is None:
+        return select(Message).where(*conditions).order_by(newest_first).limit(limit)
+
     # The number's own messages and those of the LIDs the map gives it, each through its
     # own index already in id order and cut to the page, then merged: one OR of the two
     # would read and sort every message of a busy number.
-    key, key_end = reversed_range(filters.phone)
-    exact = filters.phone.kind == "exact"
-
     def number(column):
-        return column == key if exact else (column >= key) & (column < key_end)
+        if shape.phone == "exact":
+            return column == bindparam("key")
+        return (column >= bindparam("key")) & (column < bindparam("key_end"))
 
     branches = [select(Message.id).where(number(Message.phone_key_reversed), *conditions)]
-    if not is_chat_id(filters.phone.value):
+    if shape.mapped:
         mapped = lids.matching(number)
         branches.append(
             select(Message.id)
@@ -77,8 +138,7 @@ def search(
         )
     ).subquery()
     page = select(found.c.id).order_by(found.c.id.desc()).limit(limit)
-    query = select(Message).where(Message.id.in_(page)).order_by(newest_first)
-    return list(session.scalars(query))
+    return select(Message).where(Message.id.in_(page)).order_by(newest_first)
 
 
 def get(session: Session, message_pk: int) -> Message | None:
@@ -156,21 +216,22 @@ def states_of(session: Session, deliveries: list[Delivery]) -> dict[int, str]:
     }
 
 
-def _conditions(filters: MessageFilters) -> list[ColumnElement]:
-    # Every filter but the phone, which search() looks up in two ways.
+def _conditions(shape: _SearchShape) -> list[ColumnElement]:
+    # Every filter but the phone, which the statement looks up in two ways.
     conditions = []
-    if filters.instance:
-        conditions.append(Message.instance_id == filters.instance)
-    if filters.state:
-        conditions.append(Message.state == filters.state)
-    if filters.message_id:
-        conditions.append(
-            or_(Message.message_id == filters.message_id, Message.zaap_id == filters.message_id)
-        )
-    if filters.since:
-        conditions.append(Message.first_at >= filters.since)
-    if filters.until:
-        conditions.append(Message.first_at < filters.until)
+    if shape.instance:
+        conditions.append(Message.instance_id == bindparam("instance"))
+    if shape.state:
+        conditions.append(Message.state == bindparam("state"))
+    if shape.message_id:
+        pasted = bindparam("message_id")
+        conditions.append(or_(Message.message_id == pasted, Message.zaap_id == pasted))
+    if shape.since:
+        conditions.append(Message.first_at >= bindparam("since", type_=UTCDateTime))
+    if shape.until:
+        conditions.append(Message.first_at < bindparam("until", type_=UTCDateTime))
+    if shape.before:
+        conditions.append(Message.id < bindparam("before", type_=Integer))
     return conditions
 
 
