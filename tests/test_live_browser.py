@@ -596,7 +596,7 @@ def test_the_toggle_shows_every_callback_and_back(live_server, visitor):
     post(live_server, live)
     expect(me.delivery_row(live["messageId"])).to_be_visible(timeout=ARRIVAL_WAIT_MS)
 
-    me.main.get_by_role("link", name="Messages").click()
+    me.main.get_by_role("link", name="Messages", exact=True).click()
     expect(me.page).to_have_url(me.url("/"))
     expect(me.message_rows.first).to_be_visible()
     me.assert_clean()
