@@ -25,7 +25,7 @@ from . import deliveries, metrics, notifications
 from .accounts import users as accounts
 from .database import Database
 from .logs import database_reason
-from .messages import failures, queries, verdict
+from .messages import queries, verdict
 from .models import Delivery, iso_utc
 
 log = logging.getLogger(__name__)
@@ -121,13 +121,12 @@ def delivery_frames(session: Session, rows: list[Delivery]) -> list[tuple[int, s
 
 def message_json(news: queries.News) -> dict:
     """What the feed draws of a message: its state, phone, words, failure and latest news."""
-    message = news.message
-    failure = failures.decode(message.error, message.error_code)
     return {
-        **verdict.summary_json(message),
-        "failureCategory": failure.category if failure else None,
+        **verdict.summary_json(news.message),
+        # When it first failed: the feed counts the failures of the last 24 hours.
+        "failedAt": iso_utc(news.message.failed_at) if news.message.failed_at else None,
         # The latest callback about it: a frame carrying an older one is older news.
-        "latestDeliveryId": message.last_delivery_id,
+        "latestDeliveryId": news.message.last_delivery_id,
         "latestAt": iso_utc(news.at),
     }
 

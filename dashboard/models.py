@@ -185,6 +185,8 @@ class Message(Base):
     first_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(255))
+    # failures.decode's category of that error, kept so the feed counts failures in SQL.
+    failure_category: Mapped[str | None] = mapped_column(String(32))
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     queued_count: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -204,6 +206,14 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("instance_id", "message_id", name="uq_messages_instance_id"),
         Index("ix_messages_phone_key_reversed_id", phone_key_reversed, id),
+        # Failed messages are few: a search by category reads them without walking the others.
+        Index(
+            "ix_messages_failure_category_id",
+            failure_category,
+            id,
+            sqlite_where=failure_category.is_not(None),
+            postgresql_where=failure_category.is_not(None),
+        ),
         {"sqlite_autoincrement": True},
     )
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from .deliveries import Filters
+from .messages import failures
 from .messages.queries import MessageFilters
 from .messages.states import STATES
 from .models import MAX_ROW_ID
@@ -80,22 +81,20 @@ def parse(args: Mapping[str, str]) -> Search:
 
 
 def parse_messages(args: Mapping[str, str]) -> MessageSearch:
-    """Turn ``phone``, ``instance``, ``state``, ``messageId``, ``since``, ``until``,
-    ``limit`` and ``before`` into a MessageSearch; raise BadParameter naming a bad one.
+    """Turn ``phone``, ``instance``, ``state``, ``category``, ``messageId``, ``since``,
+    ``until``, ``limit`` and ``before`` into a MessageSearch; raise BadParameter naming a bad one.
 
     An id pasted into ``phone`` (see ``pasted_id``) is read as ``messageId``.
     """
     message_id = pasted_id(args)
     phone = None if _pasted_in_phone(args) else _phone(args)
     since, until = _range(args)
-    state = _text(args, "state").lower() or None
-    if state is not None and state not in STATES:
-        raise BadParameter("state", N_("Use one of: %(states)s."), states=", ".join(STATES))
     return MessageSearch(
         filters=MessageFilters(
             phone=phone,
             instance=_text(args, "instance") or None,
-            state=state,
+            state=_one_of(args, "state", STATES),
+            category=_one_of(args, "category", failures.categories()),
             message_id=message_id,
             since=since,
             until=until,
@@ -120,6 +119,14 @@ def _pasted_in_phone(args: Mapping[str, str]) -> bool:
         and not is_chat_id(typed)
         and (any(char.isalpha() for char in typed) or len(_DIGIT.findall(typed)) > MAX_DIGITS)
     )
+
+
+def _one_of(args: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str | None:
+    # Codes are lower case; one typed in capitals is still the same code.
+    value = _text(args, name).lower() or None
+    if value is not None and value not in allowed:
+        raise BadParameter(name, N_("Use one of: %(values)s."), values=", ".join(allowed))
+    return value
 
 
 def _phone(args: Mapping[str, str]) -> PhoneQuery | None:

@@ -260,6 +260,57 @@
     instanceEvents.hidden = false;
   }
 
+  // -- failure counts ------------------------------------------------------------------
+
+  // Each count is how many messages the page knows to stand failed in that category, since
+  // the section's data-since: the server lists their ids, and each frame's message moves
+  // its own id in or out. A message seen again (a repeat, a reconnect's catch-up) moves
+  // nothing, and a frame with older news than one already counted is ignored.
+  const failureSection = document.querySelector("[data-failure-counts]");
+  const failureLines = failureSection ? failureSection.querySelectorAll("li[data-category]") : [];
+  const failuresSince = failureSection ? Date.parse(failureSection.dataset.since) : 0;
+  const standing = new Map(); // message id -> category, while it stands failed
+  const failureNews = new Map(); // message id -> the latest news counted of it
+
+  failureLines.forEach(function (line) {
+    line.dataset.messageIds.split(" ").filter(Boolean).forEach(function (id) {
+      standing.set(Number(id), line.dataset.category);
+    });
+  });
+
+  function failureCategory(message) {
+    const failed = message.state === "failed" && Date.parse(message.failedAt) >= failuresSince;
+    return failed ? asText(message.failureCategory) || "other" : null;
+  }
+
+  function drawFailureCounts() {
+    const counts = new Map();
+    standing.forEach(function (category) {
+      counts.set(category, (counts.get(category) || 0) + 1);
+    });
+    failureLines.forEach(function (line) {
+      const count = counts.get(line.dataset.category) || 0;
+      line.hidden = count === 0;
+      line.querySelector("[data-count]").textContent = numberFormat.format(count);
+    });
+    const any = standing.size > 0;
+    failureSection.querySelector("[data-failures-found]").hidden = !any;
+    failureSection.querySelector("[data-failures-none]").hidden = any;
+  }
+
+  function countFailure(message) {
+    if (!failureSection || !message || typeof message.id !== "number") return;
+    // A message that never failed moves no count: nothing to remember of it.
+    if (!message.failureCategory && !standing.has(message.id)) return;
+    if ((failureNews.get(message.id) || 0) > message.latestDeliveryId) return; // older news
+    failureNews.set(message.id, message.latestDeliveryId);
+    const category = failureCategory(message);
+    if ((standing.get(message.id) || null) === category) return;
+    if (category === null) standing.delete(message.id);
+    else standing.set(message.id, category);
+    drawFailureCounts();
+  }
+
   // -- filters -------------------------------------------------------------------------
 
   function matches(row) {
@@ -354,6 +405,7 @@
     if (seen.has(delivery.id) || hasRow(delivery.id)) return; // never twice
     remember(delivery.id);
     showInstanceEvent(delivery);
+    countFailure(delivery.message);
     if (byMessage) {
       showMessage(delivery.message);
       return;

@@ -168,7 +168,16 @@ def test_the_settings_page_with_its_history_fits_a_phone(phone):
     phone.assert_fits_the_width()
 
 
-@pytest.mark.parametrize("path", ["/", "/?view=callbacks", "/search?phone=554499999999"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/?view=callbacks",
+        "/search?phone=554499999999",
+        # The failure's choice, with its longest labels, joins the form.
+        "/search?state=failed&category=shadow-ban",
+    ],
+)
 def test_the_feed_and_search_fit_a_phone(phone, path):
     phone.open(path)
     expect(phone.main.locator("tbody tr").first).to_be_visible()

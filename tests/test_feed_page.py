@@ -1,6 +1,7 @@
 """The start page: the latest messages by default, every callback on request, instance events
 and the last day's failures, rendered by the server (Flask client)."""
 
+import html
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -8,6 +9,7 @@ import pytest
 from sqlalchemy import insert
 
 from dashboard.extensions import db
+from dashboard.messages import failures
 from dashboard.models import Message
 
 from .support import english_client, make_user, sign_in, signed_in_client, store_all
@@ -16,8 +18,12 @@ from .test_messages import echo, sent, status
 ROW = re.compile(r'<tr class="message[^"]*" data-message="(\d+)"[^>]*>(.*?)</tr>', re.S)
 TIME = re.compile(r'<time datetime="[^"]+Z" title="[^"]+ UTC" data-field="latestAt">')
 EVENT = re.compile(r'<li class="instance-event [^"]*" data-instance="([^"]*)"[^>]*>(.*?)</li>')
-COUNT = re.compile(r'<li data-category="([^"]+)"><span>([^<]+)</span> <strong>(\d+)</strong>')
-SEARCH_LINK = re.compile(r'<a href="(/search\?failed=1&amp;since=[^"]+)">Search the failed')
+# A category's count on the feed: its code, the ids it counts, whether it is shown, its
+# link to those messages, its label and its number.
+COUNT = re.compile(
+    r'<li data-category="([^"]+)" data-message-ids="([\d ]*)"( hidden)?><a href="([^"]+)">'
+    r"<span>([^<]+)</span> <strong data-count>(\d+)</strong></a></li>"
+)
 
 
 def now_ms(seconds_ago: float = 0) -> int:
@@ -167,19 +173,48 @@ def test_the_last_days_failures_are_counted_per_category(client):
         ]
     )
     page = client.get("/").get_data(as_text=True)
-    counts = re.findall(
-        r'<li data-category="([^"]+)"><span>([^<]+)</span> <strong>(\d+)</strong>', page
-    )
-    assert counts == [
+    shown = [
+        (code, label, number)
+        for code, _ids, hidden, _link, label, number in COUNT.findall(page)
+        if not hidden
+    ]
+    assert shown == [
         ("invalid-number", "Invalid number", "2"),
         ("timeout", "Timeout or connection error", "1"),
         ("other", "Other error", "1"),
     ]
-    link = re.search(
-        r'<a href="(/search\?failed=1&amp;since=[^"]+)">Search the failed callbacks', page
-    )
+    # Every category has its line, for the live feed to fill; those with none are hidden.
+    assert [code for code, *_ in COUNT.findall(page)] == list(failures.categories())
+    link = re.search(r'<a href="(/search\?state=failed&amp;since=[^"]+)">Search the failed', page)
     assert link is not None
-    assert client.get(link.group(1).replace("&amp;", "&")).status_code == 200
+    assert client.get(html.unescape(link.group(1))).status_code == 200
+
+
+def test_each_count_links_to_the_messages_it_counts(client):
+    recent = now_ms(60)
+    store_all(
+        [
+            sent("M1", error="Phone number does not exist", momment=recent),
+            sent("M2", error="Phone number does not exist", momment=recent),
+            sent("M3", error="Timeout on send message", momment=recent),
+            sent("M4", error="Phone number does not exist", momment=now_ms(2 * 86400)),
+        ]
+    )
+    page = client.get("/").get_data(as_text=True)
+    for code, ids, hidden, link, _label, number in COUNT.findall(page):
+        listed = client.get(html.unescape(link)).get_data(as_text=True)
+        found = sorted(
+            int(pk) for pk in re.findall(r'<tr class="message" data-message-id="(\d+)"', listed)
+        )
+        # The line names the ids it counts, for live.js; the link lists exactly those.
+        assert found == sorted(map(int, ids.split())), code
+        assert len(found) == int(number) and bool(hidden) == (not found)
+    assert {
+        code: number for code, _ids, hidden, _l, _s, number in COUNT.findall(page) if not hidden
+    } == {
+        "invalid-number": "2",
+        "timeout": "1",
+    }
 
 
 def test_without_failures_the_feed_says_so(client):

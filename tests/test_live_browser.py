@@ -596,7 +596,7 @@ def test_the_toggle_shows_every_callback_and_back(live_server, visitor):
     post(live_server, live)
     expect(me.delivery_row(live["messageId"])).to_be_visible(timeout=ARRIVAL_WAIT_MS)
 
-    me.main.get_by_role("link", name="Messages").click()
+    me.main.get_by_role("link", name="Messages", exact=True).click()
     expect(me.page).to_have_url(me.url("/"))
     expect(me.message_rows.first).to_be_visible()
     me.assert_clean()
@@ -688,4 +688,45 @@ def test_the_feed_fits_a_phone(live_server, visitor):
     open_live_feed(me, "/")
     expect(me.message_rows.first).to_be_visible()
     me.assert_fits_the_width()
+    me.assert_clean()
+
+
+MEDIA_FAILURE = "Message not send caused by invalid media url"
+
+
+def test_a_failure_count_goes_up_and_down_in_place_and_counts_a_message_once(live_server, visitor):
+    me = visitor(live_server)
+    open_live_feed(me, "/")
+    line = me.main.locator('.failure-counts li[data-category="media"]')
+    count = line.locator("[data-count]")
+    before = int(count.text_content())
+    payload = callback(error=MEDIA_FAILURE)
+    failed = me.message_row_with_news(post(live_server, payload))
+    expect(failed).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+    expect(count).to_have_text(str(before + 1))
+    expect(line).to_be_visible()
+    expect(line).to_contain_text("Media problem")
+    message_pk = failed.get_attribute("data-message")
+
+    # Another failure of the same message is news of it, not another failed message.
+    again = post(live_server, {**payload, "error": "Got a 404 error while trying to send message"})
+    expect(me.message_row_with_news(again)).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+    expect(count).to_have_text(str(before + 1))
+
+    # Drawn again by the server, the count is the same, and its link lists the message.
+    open_live_feed(me, "/")
+    expect(count).to_have_text(str(before + 1))
+    link = line.get_by_role("link")
+    href = link.get_attribute("href")
+    assert "state=failed" in href and "category=media" in href and "since=" in href
+    link.click()
+    expect(me.main.locator(f'tr.message[data-message-id="{message_pk}"]')).to_be_visible()
+    open_live_feed(me, "/")
+
+    # Evidence of receipt ends the failure: the count goes back down, in place.
+    news = post(live_server, status_of(payload["messageId"], "RECEIVED"))
+    expect(me.message_row_with_news(news)).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+    expect(count).to_have_text(str(before))
+    if before == 0:
+        expect(line).to_be_hidden()
     me.assert_clean()

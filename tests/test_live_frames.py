@@ -46,6 +46,7 @@ def test_a_delivery_callbacks_frame_carries_its_queued_message(app):
     assert message["instanceId"] == "I1"
     assert message["phoneDisplay"] == "+55 44 99999-9999"
     assert message["failureCategory"] is None
+    assert message["failedAt"] is None
     assert message["latestDeliveryId"] == data["id"]
     assert message["latestAt"] == data["receivedAt"]
     assert isinstance(message["id"], int)
@@ -71,6 +72,14 @@ def test_a_failed_send_carries_its_failure_category(app):
     assert data["messageState"] == "failed"
     assert data["message"]["failureCategory"] == "invalid-number"
     assert data["message"]["error"] == "Phone number does not exist"
+    # When it failed: the feed counts only the failures of its last 24 hours.
+    assert data["message"]["failedAt"] == "2026-05-01T12:00:00Z"
+
+
+def test_a_failure_that_gave_way_to_a_receipt_keeps_its_category_and_is_no_longer_failed(app):
+    *_, received = frames_of([sent("M1", error="Timeout on send message"), status("RECEIVED", 2)])
+    assert received["messageState"] == "received"
+    assert received["message"]["failureCategory"] == "timeout"
 
 
 def test_our_own_echo_carries_its_words(app):

@@ -87,7 +87,8 @@ EVIDENCE = st.builds(
     zaap_id=st.none() | st.sampled_from(["Z1", "Z2"]),
     phone=st.none() | st.sampled_from(["5544999999999", "123456789@lid"]),
     content=st.none() | st.sampled_from(["hello", "olá"]),
-    error=st.none() | st.sampled_from(["Timeout on send message", "Phone number does not exist"]),
+    error=st.none()
+    | st.sampled_from(["Timeout on send message", "Phone number does not exist", "Ground control"]),
     error_code=st.none() | st.just("SHADOW_BAN"),
 )
 

@@ -39,7 +39,7 @@ def test_a_pasted_zaap_id_or_message_id_finds_its_message(api):
 def test_a_failed_message_says_why_in_plain_words_in_the_readers_language(api, app):
     store_all([sent(error="Phone number does not exist")])
     (item,) = api.get("/api/messages?state=failed").json["items"]
-    assert item["failure"]["category"] == "invalid-number"
+    assert item["failure"]["category"] == item["failureCategory"] == "invalid-number"
     assert item["verdict"] == "Failed: Invalid number."
     portuguese = signed_in_client(app, "paula")
     answer = portuguese.get(f"/api/messages/{item['id']}", headers={"Accept-Language": "pt-BR"})
@@ -80,3 +80,38 @@ def test_an_unknown_message_is_a_404_that_says_so(api):
 
 def test_messages_need_a_sign_in(app):
     assert app.test_client().get("/api/messages").status_code == 401
+
+
+def test_messages_are_found_by_their_failure_category(api):
+    store_all(
+        [
+            sent("M1", error="Phone number does not exist"),
+            sent("M2", error="Timeout on send message"),
+            sent("M3", error="Timeout on send message"),
+            status("RECEIVED", 2, "M3"),
+            sent("M4"),
+        ]
+    )
+
+    def found(query: str) -> list[str]:
+        answer = api.get(f"/api/messages?{query}")
+        assert answer.status_code == 200, answer.get_data(as_text=True)
+        return sorted(item["messageId"] for item in answer.json["items"])
+
+    # A failure that gave way to a receipt keeps its category, but is no longer failed.
+    assert found("category=timeout") == ["M2", "M3"]
+    assert found("state=failed&category=timeout") == ["M2"]
+    assert found("state=failed&category=INVALID-NUMBER") == ["M1"]
+    assert found("category=media") == []
+    assert found("category=") == ["M1", "M2", "M3", "M4"]
+
+
+def test_an_unknown_category_is_refused_in_the_readers_language(api, app):
+    answer = api.get("/api/messages?state=failed&category=bogus")
+    assert answer.status_code == 400
+    assert answer.json["error"].startswith("category: Use one of: shadow-ban, permission,")
+    assert answer.json["error"].endswith(", other.")
+    portuguese = signed_in_client(app, "paula")
+    refused = portuguese.get("/api/messages?category=bogus", headers={"Accept-Language": "pt-BR"})
+    assert refused.status_code == 400
+    assert refused.json["error"].startswith("category: Use um destes: shadow-ban,")

@@ -3,11 +3,14 @@ import json
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import column, create_engine, insert, inspect, table, text
 
 from dashboard import migrate
 from dashboard.extensions import db
+from dashboard.messages.states import STATES
 from dashboard.models import Base
+
+from .support import database_url
 
 
 def test_models_and_migrations_do_not_drift(app):
@@ -107,3 +110,91 @@ def test_callbacks_stored_before_0007_get_the_fields_read_since(tmp_path):
         ("ReceivedCallback", "RECEIVED", "5544999999999", "R1"),
         ("MessageStatusCallback", "READ", None, "M1"),
     ]
+
+
+def message_row(number: int, error: str | None, error_code: str | None = None) -> dict:
+    """A messages row as 0008 stored it, failed when it has an error."""
+    return {
+        "instance_id": "I1",
+        "message_id": f"M{number}",
+        "state": "failed" if error else "queued",
+        "first_at": "2026-05-01 12:00:00",
+        "error": error,
+        "error_code": error_code,
+        **{f"{state}_count": 0 for state in STATES},
+        "first_delivery_id": number,
+        "last_delivery_id": number,
+    }
+
+
+def test_messages_stored_before_0009_get_their_failure_category(tmp_path):
+    # More rows than one batch, so that the fill goes on past the first.
+    kinds = [
+        ("Phone number does not exist", None, "invalid-number"),
+        ("Whatsapp rejected sending this message", "SHADOW_BAN", "shadow-ban"),
+        ("Ground control to Major Tom", None, "other"),
+        (None, None, None),
+    ]
+    rows = [message_row(n, *kinds[n % len(kinds)][:2]) for n in range(1, 2 * 2000 + 2)]
+    engine = create_engine(database_url(tmp_path))
+    with engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0008")
+        connection.execute(insert(table("messages", *map(column, rows[0]))), rows)
+    assert migrate.upgrade(engine) == migrate.head_revision()
+    with engine.connect() as connection:
+        stored = connection.execute(
+            text("SELECT first_delivery_id, failure_category FROM messages ORDER BY id")
+        ).all()
+    engine.dispose()
+    assert [tuple(row) for row in stored] == [
+        (n, kinds[n % len(kinds)][2]) for n in range(1, 2 * 2000 + 2)
+    ]
+
+
+def test_messages_built_from_callbacks_before_0006_get_their_category_and_keep_autoincrement(
+    tmp_path,
+):
+    # 0006 builds messages through today's store, which writes columns added since.
+    body = {
+        "type": "DeliveryCallback",
+        "instanceId": "I1",
+        "phone": "5544999999999",
+        "messageId": "M1",
+        "error": "Timeout on send message",
+    }
+    engine = upgraded_from(
+        tmp_path,
+        "0005",
+        "INSERT INTO deliveries (received_at, dedup_key, receive_count, type, instance_id,"
+        " message_id, error, raw) VALUES ('2026-05-01 12:00:00', 'k1', 1, 'DeliveryCallback',"
+        " 'I1', 'M1', 'Timeout on send message', :raw)",
+        raw=json.dumps(body),
+    )
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT state, failure_category FROM messages")).one()
+        schema = connection.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'")
+        ).scalar_one()
+    engine.dispose()
+    assert tuple(row) == ("failed", "timeout")
+    # Message ids are never reused: dropping 0006's passing column kept AUTOINCREMENT.
+    assert "AUTOINCREMENT" in schema
+
+
+def test_downgrading_0009_keeps_the_messages_and_their_autoincrement(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path / 'new.sqlite3'}")
+    migrate.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(table("messages", *map(column, message_row(1, "x")))), [message_row(1, "x")]
+        )
+        command.downgrade(migrate.alembic_config(connection), "0008")
+        columns = {column["name"] for column in inspect(connection).get_columns("messages")}
+        schema = connection.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'messages'")
+        ).scalar_one()
+        kept = connection.execute(text("SELECT message_id FROM messages")).scalars().all()
+    engine.dispose()
+    assert "failure_category" not in columns
+    assert "AUTOINCREMENT" in schema
+    assert kept == ["M1"]

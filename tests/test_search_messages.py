@@ -388,3 +388,34 @@ def test_a_page_of_messages_costs_the_same_few_statements_however_long(browse):
     latest = card(page_of(browse, "/search", phone="44 99999-9999", state="queued", limit="2"))
     assert latest.startswith("Latest message to +55 44 99999-9999")
     assert "The customer replied at" not in latest
+
+
+def test_failed_messages_are_listed_by_category_from_a_select_that_shows_for_failures(browse):
+    store(sent(1, error="Phone number does not exist"))
+    store(sent(2, error="Timeout on send message"))
+    store(sent(3))
+    invalid, timeout = message_pk(browse, "M1"), message_pk(browse, "M2")
+    assert 'id="search-category"' not in page_of(browse, "/search")
+    page = page_of(browse, "/search", state="failed", category="timeout")
+    assert messages_listed(page) == [(timeout, "failed")]
+    select = page.split('<select id="search-category" name="category">', 1)[1].split("</select>")[0]
+    assert '<option value="timeout" selected>Timeout or connection error</option>' in select
+    assert '<option value="invalid-number">Invalid number</option>' in select
+    assert '<option value="">Any failure</option>' in select
+    listed = page_of(browse, "/search", state="failed", category="invalid-number")
+    assert messages_listed(listed) == [(invalid, "failed")]
+    assert len(messages_listed(page_of(browse, "/search", state="failed"))) == 2
+    # The list of every callback has no category: the link to it drops the filter.
+    assert (
+        "category=timeout" not in page.split('aria-label="What to list"', 1)[1].split("</nav>")[0]
+    )
+
+
+def test_an_unknown_category_is_a_400_under_its_field_in_the_readers_language(browse):
+    bad = page_of(browse, "/search", status=400, state="failed", category="lost")
+    assert 'id="search-category-errors"' in bad
+    assert "Use one of: shadow-ban, permission" in text(bad)
+    browse.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pt-BR"
+    portuguese = page_of(browse, "/search", status=400, category="lost")
+    assert "Use um destes: shadow-ban, permission" in text(portuguese)
+    assert 'aria-invalid="true" aria-describedby="search-category-errors"' in portuguese

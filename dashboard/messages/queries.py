@@ -12,6 +12,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    String,
     and_,
     bindparam,
     func,
@@ -44,6 +45,8 @@ class MessageFilters:
     phone: PhoneQuery | None = None
     instance: str | None = None
     state: str | None = None
+    # A failures.categories() code: the messages whose chosen error decodes to it.
+    category: str | None = None
     # A WhatsApp messageId or a Z-API zaapId, as pasted from another system.
     message_id: str | None = None
     since: datetime | None = None
@@ -66,6 +69,7 @@ class _SearchShape(NamedTuple):
     mapped: bool
     instance: bool
     state: bool
+    category: bool
     message_id: bool
     since: bool
     until: bool
@@ -79,6 +83,7 @@ class _SearchShape(NamedTuple):
             mapped=bool(phone) and not is_chat_id(phone.value),
             instance=bool(filters.instance),
             state=bool(filters.state),
+            category=bool(filters.category),
             message_id=bool(filters.message_id),
             since=filters.since is not None,
             until=filters.until is not None,
@@ -90,6 +95,7 @@ def _search_values(filters: MessageFilters, limit: int, before: int | None) -> d
     values = {
         "instance": filters.instance,
         "state": filters.state,
+        "category": filters.category,
         "message_id": filters.message_id,
         "since": filters.since,
         "until": filters.until,
@@ -223,6 +229,8 @@ def _conditions(shape: _SearchShape) -> list[ColumnElement]:
         conditions.append(Message.instance_id == bindparam("instance"))
     if shape.state:
         conditions.append(Message.state == bindparam("state"))
+    if shape.category:
+        conditions.append(Message.failure_category == bindparam("category"))
     if shape.message_id:
         pasted = bindparam("message_id")
         conditions.append(or_(Message.message_id == pasted, Message.zaap_id == pasted))
@@ -303,8 +311,20 @@ def instance_events(session: Session) -> list[Delivery]:
     return list(session.scalars(query))
 
 
-def failure_counts(session: Session, since: datetime) -> dict[str, int]:
-    """How many messages that failed since ``since`` still stand failed, per failure category."""
+@dataclass(frozen=True)
+class FailureCount:
+    """The failed messages of one category, by row id."""
+
+    message_ids: tuple[int, ...]
+
+    @property
+    def count(self) -> int:
+        """How many they are."""
+        return len(self.message_ids)
+
+
+def failure_counts(session: Session, since: datetime) -> dict[str, FailureCount]:
+    """The messages that failed since ``since`` and still stand failed, per failure category."""
     # Only messages with news since then can have failed since then: the index on
     # last_delivery_id keeps this to a day's messages, however long the history. The
     # first callback since then is found in the index on received_at, without a scan.
@@ -314,18 +334,16 @@ def failure_counts(session: Session, since: datetime) -> dict[str, int]:
         .order_by(Delivery.received_at)
         .limit(1)
     )
+    # A failed message with no error text (only written by hand) is of no known category.
+    category = func.coalesce(Message.failure_category, failures.OTHER)
     rows = session.execute(
-        select(Message.error, Message.error_code, func.count())
+        # The ids, not only their number: the live feed counts each message once.
+        select(category, func.aggregate_strings(Message.id.cast(String), " "))
         .where(
             Message.last_delivery_id >= first_id.scalar_subquery(),
             Message.state == states.FAILED,
             Message.failed_at >= since,
         )
-        .group_by(Message.error, Message.error_code)
+        .group_by(category)
     )
-    counts: dict[str, int] = {}
-    for error, error_code, count in rows:
-        failure = failures.decode(error, error_code)
-        category = failure.category if failure else failures.OTHER
-        counts[category] = counts.get(category, 0) + count
-    return counts
+    return {code: FailureCount(tuple(sorted(map(int, ids.split())))) for code, ids in rows}

@@ -29,7 +29,7 @@ from .. import phones
 from ..database import upsert_insert
 from ..models import MAX_ROW_ID, Delivery, Message
 from ..payloads import Callback
-from . import states
+from . import failures, states
 from .states import Evidence, MessageFacts
 
 _TABLE: Table = Message.__table__
@@ -127,6 +127,7 @@ class _Merge:
             "phone_key_reversed": self._pick(phone_from_new, "phone_key_reversed"),
             "error": self._pick(failure_from_new, "error"),
             "error_code": self._pick(failure_from_new, "error_code"),
+            "failure_category": self._pick(failure_from_new, "failure_category"),
             "first_delivery_id": self._least("first_delivery_id"),
             "last_delivery_id": self.greatest(
                 self.stored.last_delivery_id, self.new.last_delivery_id
@@ -211,6 +212,7 @@ def columns(facts: MessageFacts) -> dict:
         "first_at": facts.first_at,
         "error": facts.error,
         "error_code": facts.error_code,
+        "failure_category": failure_category(facts.error, facts.error_code),
         "first_delivery_id": facts.first_delivery_id,
         "last_delivery_id": facts.last_delivery_id,
         **steps,
@@ -239,6 +241,12 @@ def _without_callbacks(oldest_kept: Select):
     # A message's callbacks all have ids at or below its last_delivery_id: below the oldest
     # callback kept, none of them is left. The index on last_delivery_id reads just those.
     return Message.last_delivery_id < func.coalesce(oldest_kept.scalar_subquery(), MAX_ROW_ID + 1)
+
+
+def failure_category(error: str | None, error_code: str | None) -> str | None:
+    """The category ``failures.decode`` gives a message's chosen error; None without one."""
+    failure = failures.decode(error, error_code)
+    return failure.category if failure else None
 
 
 def record(session: Session, stored: Iterable[tuple[Callback, int, datetime]]) -> None:

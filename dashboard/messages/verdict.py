@@ -95,6 +95,7 @@ def summary_json(message: Message) -> dict:
         "content": message.content,
         "error": message.error,
         "errorCode": message.error_code,
+        "failureCategory": message.failure_category,
     }
 
 

@@ -42,11 +42,7 @@ def index():
             if item.message.state == states.FAILED and item.message.error
         },
         instance_events=events,
-        failure_counts=[
-            (category, failures.translated(category).label, failure_counts[category])
-            for category in failures.categories()
-            if category in failure_counts
-        ],
+        failure_counts=failure_counts,
         failures_since=since,
         categories=[(code, failures.translated(code).label) for code in failures.categories()],
         last_callback_at=last,

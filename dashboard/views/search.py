@@ -5,7 +5,7 @@ from flask_babel import gettext as _
 
 from .. import deliveries, payloads, search_params
 from ..extensions import db
-from ..messages import queries, verdict
+from ..messages import failures, queries, verdict
 from ..messages.queries import MessageFilters
 from ..messages.states import STATES, plausible_time
 from ..search_params import BadParameter
@@ -26,7 +26,17 @@ TYPES = (
     "ProxyCallback",
 )
 # The parameters that say what to match: the form's fields, carried by links and exports.
-FILTER_NAMES = ("phone", "messageId", "type", "failed", "state", "instance", "since", "until")
+FILTER_NAMES = (
+    "phone",
+    "messageId",
+    "type",
+    "failed",
+    "state",
+    "category",
+    "instance",
+    "since",
+    "until",
+)
 # "view=callbacks" lists every callback; without it the page lists messages.
 EVERY_CALLBACK = "callbacks"
 
@@ -46,6 +56,7 @@ def index():
         "kept": kept,
         "every_callback": every_callback,
         "states": STATES,
+        "categories": failures.categories(),
     }
     try:
         # A pasted id names messages, whichever list was asked for.

@@ -23,6 +23,11 @@ depends_on: str | Sequence[str] | None = None
 KEY = sa.String(length=255).with_variant(sa.String(length=255, collation="C"), "postgresql")
 BACKFILL_BATCH = 2000
 STATES = ("queued", "sent", "received", "read", "played", "failed")
+# Columns later revisions add, which today's store (run by the backfill) writes: they stand
+# while the backfill runs, then go, and the revision that adds them fills them again.
+LATER_COLUMNS = ("failure_category",)
+# SQLite drops a column by copying the table, which would lose the model's AUTOINCREMENT.
+KEEP_IDS = {"sqlite_autoincrement": True}
 
 
 def upgrade() -> None:
@@ -48,6 +53,7 @@ def upgrade() -> None:
         *step_columns,
         sa.Column("first_delivery_id", sa.Integer(), nullable=False),
         sa.Column("last_delivery_id", sa.Integer(), nullable=False),
+        *(sa.Column(name, sa.Text(), nullable=True) for name in LATER_COLUMNS),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_messages")),
         sa.UniqueConstraint("instance_id", "message_id", name="uq_messages_instance_id"),
         sqlite_autoincrement=True,
@@ -63,6 +69,9 @@ def upgrade() -> None:
             "ix_messages_phone_key_reversed_id", ["phone_key_reversed", "id"], unique=False
         )
     _backfill()
+    with op.batch_alter_table("messages", schema=None, table_kwargs=KEEP_IDS) as batch_op:
+        for name in LATER_COLUMNS:
+            batch_op.drop_column(name)
 
 
 def _backfill() -> None:

@@ -1,7 +1,7 @@
 """phone_lids.seen_at: when a callback last carried each pair, so retention can forget it
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-03 10:00:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import dashboard.models
 
 revision: str = "0010"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
