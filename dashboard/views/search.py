@@ -93,7 +93,7 @@ def _messages(wanted: search_params.MessageSearch, by_id: str | None, shared: di
         if by_id and len(rows) == 1 and wanted.before is None:
             return redirect(url_for("messages.page", message_pk=rows[0].id), code=303)
         sentences = {
-            message.id: verdict.verdict(message, queries.replies(transaction, message))
+            message.id: verdict.verdict_html(message, queries.replies(transaction, message))
             for message in listed
         }
         latest = None
@@ -105,7 +105,9 @@ def _messages(wanted: search_params.MessageSearch, by_id: str | None, shared: di
             )
             latest = newest[0] if newest else None
             if latest is not None and latest.id not in sentences:
-                sentences[latest.id] = verdict.verdict(latest, queries.replies(transaction, latest))
+                sentences[latest.id] = verdict.verdict_html(
+                    latest, queries.replies(transaction, latest)
+                )
     return render_template(
         "search.html",
         **shared,
