@@ -143,6 +143,9 @@ def parse(body: bytes) -> Callback:
         phones.search_key(_text(payload.get(name)))
         for name in ("chatLid", "senderLid", "participantLid")
     )
+    # A member WhatsApp names only by their LID is shown as that LID; the number columns
+    # and the phone-to-LID map still take the member's number alone.
+    shown_member = member or (_text(payload.get("participantLid")) if member_lid else None)
     from_me = _flag(payload.get("fromMe")) if is_message else None
     return Callback(
         raw=text,
@@ -159,7 +162,7 @@ def parse(body: bytes) -> Callback:
         # Statuses, messages (RECEIVED, SENT...) and presence (COMPOSING...) each have one.
         status=_text(payload.get("status")),
         is_group=_flag(payload.get("isGroup")),
-        participant=member,
+        participant=shown_member,
         phone_key_reversed=phone_key,
         participant_key_reversed=member_key,
         from_me=from_me,

@@ -100,6 +100,8 @@
     phone.dataset.phone = asText(delivery.phone);
     phone.textContent = asText(delivery.phoneDisplay);
     field(row, "type").textContent = asText(delivery.type);
+    // Our own message echoed back (fromMe), not the customer's.
+    keepIf(row.querySelector('[data-part="from-me"]'), delivery.fromMe === true);
 
     // Status: a failed send -> "Failed", its code and its text; another error -> its text;
     // else status; else "Handed to WhatsApp".

@@ -1,5 +1,6 @@
 """One clock, one language, any screen: times, words and widths in headless Chromium."""
 
+import re
 import uuid
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -104,6 +105,25 @@ def test_without_javascript_the_utc_text_shows(display_server, reader):
     # "29 de abril de 2026 20:21:31 UTC": the page's language, UTC.
     expect(time).to_have_text(format_datetime(moment, "long", locale="pt_BR"))
     expect(time).to_have_attribute("title", f"{moment:%Y-%m-%d %H:%M:%S} UTC")
+
+
+def test_a_verdicts_time_shows_the_readers_local_time(display_server, reader):
+    message_id = post(display_server)
+    me = reader()
+    # The phone's latest message is the one just sent: its card answers for it.
+    me.open("/search?phone=554499999999")
+    card = me.main.locator("section.verdict-card .verdict")
+    expect(card).to_contain_text("Entregue ao WhatsApp em ")
+    assert_local(card.locator("time"))
+    handed_at = moment_of(card.locator("time"))
+    listed = me.main.locator("tr.message").first.locator("td.verdict time")
+    assert_local(listed)
+    # A pasted id opens the message's own page, whose verdict says the same.
+    me.open(f"/search?messageId={message_id}")
+    expect(me.page).to_have_url(re.compile(r"/messages/\d+$"))
+    verdict = me.main.locator("[data-verdict]")
+    assert_local(verdict.locator("time"))
+    assert moment_of(verdict.locator("time")) == handed_at
 
 
 def test_live_rows_show_statuses_in_the_pages_words(display_server, reader):

@@ -13,7 +13,7 @@ from dashboard.messages import failures
 from dashboard.models import Message
 
 from .support import english_client, make_user, sign_in, signed_in_client, store_all
-from .test_messages import echo, sent, status
+from .test_messages import echo, reply, sent, status
 
 ROW = re.compile(r'<tr class="message[^"]*" data-message="(\d+)"[^>]*>(.*?)</tr>', re.S)
 TIME = re.compile(r'<time datetime="[^"]+Z" title="[^"]+ UTC" data-field="latestAt">')
@@ -278,3 +278,25 @@ def test_an_instance_events_error_is_no_failed_send_in_the_callback_list(client)
     assert "Device has been disconnected" in disconnected  # its words, shown as they came
     assert "data-failed" not in disconnected and 'data-part="failed"' not in disconnected
     assert "data-failed" in failed_send and 'data-part="failed"' in failed_send
+
+
+def callback_rows(page: str) -> list[str]:
+    """The drawn rows of a list of every callback (not the live rows' empty skeleton)."""
+    return re.findall(r'<tr class="delivery[^"]*" data-id="\d+".*?</tr>', page, re.S)
+
+
+def test_our_own_echoed_message_is_marked_sent_by_us_in_every_callback_list(app, client):
+    store_all([sent("M1"), echo("M1"), reply()])
+    for path in ("/?view=callbacks", "/search?view=callbacks"):
+        rows = callback_rows(client.get(path).get_data(as_text=True))
+        marked = [row for row in rows if 'data-part="from-me"' in row]
+        assert len(rows) == 3, path
+        # The echo alone: neither the customer's reply nor the delivery callback.
+        assert len(marked) == 1, path
+        assert 'data-type="ReceivedCallback"' in marked[0] and ">M1<" in marked[0]
+        assert '<span class="badge badge-muted" data-part="from-me">Sent by us</span>' in marked[0]
+    make_user("paula", "viewer")
+    portuguese = app.test_client()
+    sign_in(portuguese, "paula")
+    page = portuguese.get("/?view=callbacks").get_data(as_text=True)
+    assert 'data-part="from-me">Enviada por nós</span>' in "".join(callback_rows(page))

@@ -1,6 +1,7 @@
 """WhatsApp's LIDs: extracted from callbacks, searched, mapped to numbers, backfilled."""
 
 import json
+import re
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -189,6 +190,14 @@ def test_a_number_finds_a_message_whose_chat_is_only_its_lid(browse):
     assert found["messageId"] == "3EB0SENTTOLID0000001"
     page = browse.get("/search", query_string={"phone": "44 99999-9999"}).get_data(as_text=True)
     assert f'data-message-id="{found["id"]}"' in page
+
+
+def test_a_group_member_known_only_by_a_lid_is_shown_as_that_lid(browse):
+    stored = store({**GROUP_MESSAGE, "participantPhone": None}).id
+    item = browse.get(f"/api/deliveries/{stored}").get_json()
+    assert item["participant"] == "55512345678901@lid"
+    page = browse.get(f"/deliveries/{stored}").get_data(as_text=True)
+    assert re.search(r"<dt>Participant</dt><dd>\s*55512345678901@lid\s*</dd>", page)
 
 
 def test_a_repeat_adds_no_pair_and_a_batch_keeps_each_pair_once(app):

@@ -662,6 +662,46 @@ def test_a_live_instance_event_is_no_failed_send_in_the_callback_list(live_serve
     me.assert_clean()
 
 
+def received(from_me: bool, words: str) -> dict:
+    """A ReceivedCallback in SEED's chat, shaped like Z-API's example: ours echoed or theirs."""
+    return {
+        "isStatusReply": False,
+        "isGroup": False,
+        "instanceId": SEED["instanceId"],
+        "messageId": f"live-{uuid.uuid4().hex}",
+        "phone": SEED["phone"],
+        "fromMe": from_me,
+        "fromApi": from_me,
+        "momment": int(time.time() * 1000),
+        "status": "SENT" if from_me else "RECEIVED",
+        "chatName": "name",
+        "senderName": "name",
+        "type": "ReceivedCallback",
+        "text": {"message": words},
+    }
+
+
+def test_our_own_echoed_message_is_marked_sent_by_us_live_on_a_phone(live_server, visitor):
+    me = visitor(live_server, viewport=PHONE_VIEWPORT)
+    open_live_feed(me)
+    ours = received(True, "Seu pedido saiu para entrega")
+    theirs = received(False, "chegou, obrigado")
+    for payload in (ours, theirs):
+        post(live_server, payload)
+    echo, reply = me.delivery_row(ours["messageId"]), me.delivery_row(theirs["messageId"])
+    expect(reply).to_be_visible(timeout=ARRIVAL_WAIT_MS)
+    expect(echo.locator('[data-part="from-me"]')).to_have_text("Sent by us")
+    expect(reply.locator('[data-part="from-me"]')).to_have_count(0)
+    expect(echo.locator('[data-field="type"]')).to_have_text("ReceivedCallback")
+    me.assert_fits_the_width()
+    # Drawn by the server after a reload, the rows say the same.
+    me.page.reload()
+    expect(echo.locator('[data-part="from-me"]')).to_have_text("Sent by us")
+    expect(reply.locator('[data-part="from-me"]')).to_have_count(0)
+    me.assert_fits_the_width()
+    me.assert_clean()
+
+
 def test_the_feed_fits_a_phone(live_server, visitor):
     post(live_server, callback(error="Phone number does not exist"))
     post(

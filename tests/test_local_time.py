@@ -57,7 +57,8 @@ def test_search_and_detail_pages_show_every_time_as_a_time_element(ana):
     first = store(FAILED).id
     store({**STATUS, "ids": [FAILED["messageId"]]})
     search = ana.get("/search?phone=554499999999").get_data(as_text=True)
-    assert len(times(search)) == 2
+    # The row's first seen and latest news, and the verdict's time in the row and on the card.
+    assert len(times(search)) == 4
     detail = ana.get(f"/deliveries/{first}").get_data(as_text=True)
     # Stamped by Z-API, received here, and the related status's row.
     found = times(detail)

@@ -1,5 +1,7 @@
 """GET /api/messages and /api/messages/<id>, and each callback's messageState."""
 
+import re
+
 import pytest
 
 from .support import signed_in_client, store_all
@@ -45,6 +47,21 @@ def test_a_failed_message_says_why_in_plain_words_in_the_readers_language(api, a
     answer = portuguese.get(f"/api/messages/{item['id']}", headers={"Accept-Language": "pt-BR"})
     assert answer.json["verdict"].startswith("Falhou")
     assert answer.json["verdict"] != item["verdict"]
+
+
+def test_the_verdict_is_plain_text_with_its_times_in_utc(api):
+    store_all([sent(error="<b>Unknown</b> & odd"), sent("M2"), REPLY])
+    failed, queued = (
+        api.get(f"/api/messages?messageId={pk}").json["items"][0]["verdict"] for pk in ("M1", "M2")
+    )
+    # Z-API's own words as they came: JSON is no HTML, nothing in it is escaped.
+    assert failed.startswith("Failed: <b>Unknown</b> & odd. The customer replied at ")
+    assert re.fullmatch(
+        r"Handed to WhatsApp at 2026-05-01 12:00 UTC, not on the phone yet: .+\. "
+        r"The customer replied at \d{4}-\d\d-\d\d \d\d:\d\d UTC\.",
+        queued,
+    )
+    assert "<time" not in queued
 
 
 def test_a_delivery_without_statuses_warns_it_is_not_proof_and_replies_count(api):

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -10,7 +11,7 @@ from dashboard.extensions import db
 from dashboard.messages.states import STATES
 from dashboard.models import Base
 
-from .support import database_url
+from .support import POSTGRES_URL, database_url, reset_postgres
 
 
 def test_models_and_migrations_do_not_drift(app):
@@ -198,3 +199,65 @@ def test_downgrading_0009_keeps_the_messages_and_their_autoincrement(tmp_path):
     assert "failure_category" not in columns
     assert "AUTOINCREMENT" in schema
     assert kept == ["M1"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_engine(request, tmp_path):
+    """An engine on an empty SQLite file, then on this machine's PostgreSQL, emptied."""
+    if request.param == "sqlite":
+        engine = create_engine(f"sqlite:///{tmp_path / 'old.sqlite3'}")
+    else:
+        reset_postgres()
+        engine = create_engine(POSTGRES_URL)
+    yield engine
+    engine.dispose()
+
+
+def test_a_stored_member_known_only_by_a_lid_becomes_the_participant(empty_engine):
+    group = {
+        "isGroup": True,
+        "instanceId": "A20DA9C0183A2D35A260F53F5D2B9244",
+        "phone": "120363019502650977-group",
+        "fromMe": False,
+        "status": "RECEIVED",
+        "type": "ReceivedCallback",
+        "text": {"message": "oi"},
+    }
+    lid_only = {**group, "messageId": "R1", "participantPhone": None}
+    lid_only["participantLid"] = "55512345678901@lid"
+    both = {**lid_only, "messageId": "R2", "participantPhone": "554488887777"}
+    neither = {**group, "messageId": "R3", "participantPhone": None, "participantLid": None}
+    # Rows as the code of revision 0008 stored them: the LID searchable, no participant.
+    rows = [
+        (lid_only, None, "dil@10987654321555"),
+        (both, "554488887777", "dil@10987654321555"),
+        (neither, None, None),
+    ]
+    with empty_engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0008")
+        for number, (body, participant, lid_key) in enumerate(rows):
+            connection.execute(
+                text(
+                    "INSERT INTO deliveries (received_at, dedup_key, receive_count, type,"
+                    " message_id, participant, participant_lid_key_reversed, raw)"
+                    " VALUES ('2026-05-01 12:00:00', :key, 1, 'ReceivedCallback', :mid,"
+                    " :participant, :lid_key, :raw)"
+                ),
+                {
+                    "key": f"k{number}",
+                    "mid": body["messageId"],
+                    "participant": participant,
+                    "lid_key": lid_key,
+                    "raw": json.dumps(body),
+                },
+            )
+    assert migrate.upgrade(empty_engine) == migrate.head_revision()
+    with empty_engine.connect() as connection:
+        shown = connection.execute(
+            text("SELECT message_id, participant FROM deliveries ORDER BY id")
+        ).all()
+    assert [tuple(row) for row in shown] == [
+        ("R1", "55512345678901@lid"),
+        ("R2", "554488887777"),
+        ("R3", None),
+    ]

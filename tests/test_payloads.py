@@ -86,6 +86,22 @@ def test_a_received_message_has_its_status_and_its_group_member():
     assert callback.content == "bom dia"
 
 
+def test_a_group_member_known_only_by_a_lid_is_the_participant():
+    lid_only = {**RECEIVED_IN_GROUP, "participantPhone": None}
+    without_the_field = {k: v for k, v in RECEIVED_IN_GROUP.items() if k != "participantPhone"}
+    for payload in (lid_only, without_the_field):
+        callback = parse(body(payload))
+        assert callback.participant == "81896604192873@lid"
+        # A LID is no number: the number's search key and the phone-to-LID map stay empty.
+        assert callback.participant_key_reversed is None
+        assert callback.participant_lid_key_reversed == "dil@37829140669818"
+        assert callback.phone_lids == ()
+    # The member's number, when it came, is who is shown.
+    assert parse(body(RECEIVED_IN_GROUP)).participant == "5544999999999"
+    nobody = {**RECEIVED_IN_GROUP, "participantPhone": None, "participantLid": None}
+    assert parse(body(nobody)).participant is None
+
+
 def test_a_presence_has_its_status():
     callback = parse(body(PRESENCE))
     assert callback.status == "COMPOSING"

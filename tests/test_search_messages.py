@@ -143,7 +143,9 @@ def test_the_search_lists_messages_with_their_state_by_default(browse):
     assert delivery_ids(page) == []
     row = page.split(f'data-message-id="{first}"', 1)[1].split("</tr>", 1)[0]
     assert f'href="/messages/{first}"' in row
-    assert "Read at 2026-04-29 20:21 UTC." in text(row) and "+55 44 99999-9999" in text(row)
+    # The verdict's time is a <time> the page's script shows in the reader's zone.
+    assert 'Read at <time datetime="2026-04-29T20:21:40Z" title="2026-04-29 20:21:40 UTC">' in row
+    assert "+55 44 99999-9999" in text(row)
     assert 'data-label="State"' in row
     # The same filters: phone, state, instance.
     assert messages_listed(page_of(browse, "/search", phone="44 99999-9999")) == [
@@ -236,21 +238,41 @@ def card(page: str) -> str:
 def test_a_phone_search_answers_for_the_latest_message_in_one_sentence(browse):
     store(sent(1, momment=1777494000000))
     store(status("READ", "M1", momment=1777494180000))
-    assert card(page_of(browse, "/search", phone="44 99999-9999")) == (
-        "Latest message to +55 44 99999-9999 ✓✓ Read Read at 2026-04-29 20:23 UTC. "
+    read = page_of(browse, "/search", phone="44 99999-9999")
+    assert card(read) == (
+        "Latest message to +55 44 99999-9999 ✓✓ Read Read at April 29, 2026, 8:23:00 PM UTC . "
         "Open this message"
     )
+    # Its time is a <time>: UTC text without JavaScript, the reader's zone with it.
+    assert (
+        'Read at <time datetime="2026-04-29T20:23:00Z" title="2026-04-29 20:23:00 UTC">'
+        "April 29, 2026, 8:23:00\u202fPM UTC</time>.</p>"
+    ) in read.split('class="card verdict-card"', 1)[1].split("</section>", 1)[0]
     store(sent(2, momment=1777494300000))
     queued = card(page_of(browse, "/search", phone="44 99999-9999"))
-    assert "Handed to WhatsApp at 2026-04-29 20:25 UTC" in queued
+    assert "Handed to WhatsApp at April 29, 2026, 8:25:00 PM UTC , not on the phone" in queued
     assert "not that the customer received it" in queued
     store(status("RECEIVED", "M2", momment=1777494360000))
     received = card(page_of(browse, "/search", phone="44 99999-9999"))
-    assert "On the customer's phone since 2026-04-29 20:26 UTC, not read yet" in received
+    assert "On the customer's phone since April 29, 2026, 8:26:00 PM UTC , not read" in received
     assert "“not read” may mean they read it" in received
     # Only a phone search has a card: the whole list has no one latest message.
     assert card(page_of(browse, "/search")) == ""
     assert card(page_of(browse, "/search", phone="5511988887777")) == ""
+
+
+def test_a_verdict_shows_zapis_words_as_text_never_as_html(browse):
+    # An error Z-API never documented is its verdict's reason, as it came: anyone's text.
+    store(sent(1, error='<img src=x onerror="alert(1)"> & co'))
+    shown = "Failed: &lt;img src=x onerror=&#34;alert(1)&#34;&gt; &amp; co."
+    listed = page_of(browse, "/search")
+    found = page_of(browse, "/search", phone="44 99999-9999")
+    opened = page_of(browse, f"/messages/{message_pk(browse, 'M1')}")
+    assert shown in listed.split("<tbody>", 1)[1]
+    assert shown in found.split('class="card verdict-card"', 1)[1].split("</section>", 1)[0]
+    assert f"data-verdict>{shown}</p>" in opened
+    for page in (listed, found, opened):
+        assert "<img" not in page
 
 
 def test_each_listed_message_shows_its_sentence_and_the_card_speaks_portuguese(browse):

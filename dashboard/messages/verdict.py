@@ -1,47 +1,80 @@
 """The answer to "did the customer get it?", in one sentence, and a message's public JSON."""
 
+from collections.abc import Callable
 from datetime import datetime
 
 from flask_babel import gettext as _
+from markupsafe import Markup, escape
 
+from ..i18n import time_element
 from ..models import Delivery, Message, iso_utc
 from ..phones import display
 from . import failures, states, timeline
 
-
-def _moment(at: datetime) -> str:
-    return at.strftime("%Y-%m-%d %H:%M UTC")
+# One sentence of a verdict: its translated words, and what fills their placeholders. A
+# time stays a datetime until the verdict is written, as text or for a page.
+Sentence = tuple[str, dict[str, str | datetime]]
 
 
 def verdict(message: Message, replies: list[Delivery]) -> str:
-    """One sentence for a support agent: what the callbacks prove about this message."""
+    """One sentence for a support agent, as plain text with its times in UTC (the JSON API's)."""
+    return _written(_sentences(message, replies), str, _utc_text)
+
+
+def verdict_html(message: Message, replies: list[Delivery]) -> Markup:
+    """The same sentence for a page: each time a ``<time>`` in the reader's zone, words escaped."""
+    return _written(_sentences(message, replies), escape, time_element)
+
+
+def _utc_text(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _written(
+    sentences: list[Sentence], words: Callable[[str], str], moment: Callable[[datetime], str]
+) -> str:
+    # ``words`` makes each translated sentence plain text or escaped HTML; on a page, its
+    # ``%`` then escapes every value that is no <time>, Z-API's (anyone's) error text included.
+    return words(" ").join(
+        words(sentence)
+        % {
+            name: moment(value) if isinstance(value, datetime) else value
+            for name, value in values.items()
+        }
+        for sentence, values in sentences
+    )
+
+
+def _sentences(message: Message, replies: list[Delivery]) -> list[Sentence]:
+    said = [_state_sentence(message)]
+    # The customer's answer is evidence too: they had the message by then.
+    if replies:
+        said.append((_("The customer replied at %(at)s."), {"at": replies[0].received_at}))
+    return said
+
+
+def _state_sentence(message: Message) -> Sentence:
+    # What the callbacks prove about this message.
     state = message.state
     if state == states.FAILED:
-        sentence = _("Failed: %(reason)s.", reason=failure_of(message)["label"])
-    elif state == states.PLAYED:
-        sentence = _("Played at %(at)s.", at=_moment(message.played_at))
-    elif state == states.READ:
-        sentence = _("Read at %(at)s.", at=_moment(message.read_at))
-    elif state == states.RECEIVED:
-        sentence = _(
+        return _("Failed: %(reason)s."), {"reason": failure_of(message)["label"]}
+    if state == states.PLAYED:
+        return _("Played at %(at)s."), {"at": message.played_at}
+    if state == states.READ:
+        return _("Read at %(at)s."), {"at": message.read_at}
+    if state == states.RECEIVED:
+        return _(
             "On the customer's phone since %(at)s, not read yet (customers can turn read "
-            "receipts off).",
-            at=_moment(message.received_at),
-        )
-    elif state == states.SENT:
-        sentence = _(
-            "Accepted by WhatsApp at %(at)s, not on the customer's phone yet.",
-            at=_moment(message.sent_at),
-        )
-    else:
-        sentence = _(
-            "Handed to WhatsApp at %(at)s, not on the phone yet: a delivery callback alone "
-            "does not mean the customer received it.",
-            at=_moment(message.queued_at or message.first_at),
-        )
-    if replies:
-        sentence += " " + _("The customer replied at %(at)s.", at=_moment(replies[0].received_at))
-    return sentence
+            "receipts off)."
+        ), {"at": message.received_at}
+    if state == states.SENT:
+        return _("Accepted by WhatsApp at %(at)s, not on the customer's phone yet."), {
+            "at": message.sent_at
+        }
+    return _(
+        "Handed to WhatsApp at %(at)s, not on the phone yet: a delivery callback alone "
+        "does not mean the customer received it."
+    ), {"at": message.queued_at or message.first_at}
 
 
 def caveat(message: Message) -> str | None:

@@ -23,7 +23,7 @@ def page(message_pk: int):
     return render_template(
         "message.html",
         message=message,
-        verdict=verdict.verdict(message, replies),
+        verdict=verdict.verdict_html(message, replies),
         failure=verdict.failure_of(message),
         steps=timeline.steps(message),
         to_phone=duration(to_phone) if to_phone is not None else None,

@@ -118,7 +118,7 @@ def _messages(wanted: search_params.MessageSearch, by_id: str | None, shared: di
         # One query for every message's replies; a verdict reads only the first.
         replies = queries.replies_of(transaction, judged, limit=1)
         sentences = {
-            message.id: verdict.verdict(message, replies[message.id]) for message in judged
+            message.id: verdict.verdict_html(message, replies[message.id]) for message in judged
         }
     return render_template(
         "search.html",
