@@ -253,3 +253,22 @@ def test_a_message_whose_older_callbacks_were_pruned_still_shows_everywhere(brow
     assert f'data-message="{found.id}" data-news="{newest}" data-state="read"' in feed
     assert f'data-id="{reply_id}"' in page_of(browse, "/?view=callbacks")
     assert f'href="/messages/{found.id}"' in page_of(browse, f"/deliveries/{newest}")
+
+
+def test_our_own_echo_is_marked_sent_by_us_on_the_message_and_callback_pages(browse):
+    delivery, our_echo = store_all([sent(), echo()])
+    page = page_of(browse, f"/messages/{message().id}")
+    rows = re.findall(r'<tr data-callback="(\d+)".*?</tr>', section(page, "callbacks-title"), re.S)
+    marked = re.findall(
+        r'<tr data-callback="(\d+)"[^>]*>(?:(?!</tr>).)*data-part="from-me"', page, re.S
+    )
+    assert rows == [str(delivery.id), str(our_echo.id)]
+    assert marked == [str(our_echo.id)]  # the echo alone, not the delivery callback
+    echo_type = re.search(
+        r"<dt>Type</dt><dd>(.*?)</dd>", page_of(browse, f"/deliveries/{our_echo.id}"), re.S
+    )
+    sent_type = re.search(
+        r"<dt>Type</dt><dd>(.*?)</dd>", page_of(browse, f"/deliveries/{delivery.id}"), re.S
+    )
+    assert text(echo_type[1]) == "ReceivedCallback Sent by us"
+    assert sent_type[1] == "DeliveryCallback"

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from flask_babel import gettext as _
 from markupsafe import Markup, escape
@@ -10,6 +11,9 @@ from ..i18n import time_element
 from ..models import Delivery, Message, iso_utc
 from ..phones import display
 from . import failures, states, timeline
+
+# Plain text for the API, Markup for a page: what the sentences are written as.
+Text = TypeVar("Text", bound=str)
 
 # One sentence of a verdict: its translated words, and what fills their placeholders. A
 # time stays a datetime until the verdict is written, as text or for a page.
@@ -31,8 +35,8 @@ def _utc_text(at: datetime) -> str:
 
 
 def _written(
-    sentences: list[Sentence], words: Callable[[str], str], moment: Callable[[datetime], str]
-) -> str:
+    sentences: list[Sentence], words: Callable[[str], Text], moment: Callable[[datetime], str]
+) -> Text:
     # ``words`` makes each translated sentence plain text or escaped HTML; on a page, its
     # ``%`` then escapes every value that is no <time>, Z-API's (anyone's) error text included.
     return words(" ").join(
