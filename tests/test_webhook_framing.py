@@ -63,11 +63,16 @@ def exchange(server: Server, raw: bytes, half_close: bool) -> tuple[int, dict]:
 
 def count_rows(server: Server, table: str) -> int:
     """Rows of ``table`` in the server's database."""
+    return query_one(server, f"SELECT count(*) FROM {table}")
+
+
+def query_one(server: Server, sql: str):
+    """The one value ``sql`` selects from the server's database."""
     url = database_for(server.data_dir) or f"sqlite:///{server.data_dir / 'dashboard.sqlite3'}"
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return connection.scalar(text(f"SELECT count(*) FROM {table}"))
+            return connection.scalar(text(sql))
     finally:
         engine.dispose()
 
@@ -134,6 +139,29 @@ def test_after_broken_bodies_the_webhook_still_stores_callbacks(server):
     status, answer = exchange(server, raw + chunks, half_close=False)
     assert status == 200
     assert set(answer) == {"id", "duplicate"}
+
+
+def test_a_declared_oversize_length_is_a_413_before_any_of_the_body_is_sent(server):
+    rejected = count_rows(server, "rejected_requests")
+    # Headers only, the connection kept open for writing: a server that waited for the
+    # body (or for 64 KiB of it) would never answer, and this would time out.
+    raw = request_head(port_of(server), f"Content-Length: {10**9}")
+    status, answer = exchange(server, raw, half_close=False)
+    assert status == 413
+    assert answer["error"] == "The body is larger than 64 KiB."
+    assert count_rows(server, "rejected_requests") == rejected + 1
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_keeping_its_first_64_kib(server):
+    # No declared length to refuse it by: it is read up to one byte past the limit.
+    big = json.dumps({**SEED, "pad": "x" * (64 * 1024)}).encode()
+    raw = request_head(port_of(server), "Transfer-Encoding: chunked")
+    status, answer = exchange(server, raw + b"%x\r\n" % len(big) + big, half_close=False)
+    assert status == 413
+    assert answer["error"] == "The body is larger than 64 KiB."
+    newest = "SELECT {} FROM rejected_requests ORDER BY id DESC LIMIT 1"
+    assert query_one(server, newest.format("status_code")) == 413
+    assert query_one(server, newest.format("length(body)")) == 64 * 1024
 
 
 def test_a_short_body_under_any_wsgi_server_is_the_same_400(client, webhook_path):

@@ -55,14 +55,16 @@ def receive(token: str):
         return json_error(404, _("Not found."))
 
     limit = current_app.config["MAX_WEBHOOK_BODY"]
-    # Read one byte past the limit, never more: enough to tell an oversize body.
+    if (request.content_length or 0) > limit:
+        # Refused from the headers alone: waiting for a body we will not keep would let a
+        # sender hold this thread for as long as it takes to send it (or forever).
+        return _too_large(limit, b"")
+    # Read one byte past the limit, never more: enough to tell an oversize chunked body.
     body = _read_body(limit + 1)
     if isinstance(body, Response):  # the body could not be read whole; this says why
         return body
-    if (request.content_length or 0) > limit or len(body) > limit:
-        message = _("The body is larger than %(size)d KiB.", size=limit // 1024)
-        # The rest of the body is still on the wire; closing beats reading it.
-        return _closing(_reject(413, message, body[:limit]))
+    if len(body) > limit:
+        return _too_large(limit, body[:limit])
     if not request.is_json:
         return _reject(
             415,
@@ -86,6 +88,12 @@ def receive(token: str):
         return json_error(503, _("The callback could not be stored right now; please retry."))
     metrics.count_callback(callback.type, "duplicate" if recorded.duplicate else "stored")
     return jsonify(id=recorded.id, duplicate=recorded.duplicate)
+
+
+def _too_large(limit: int, kept: bytes):
+    """413 for a body over ``limit``; the rest of it is still on the wire, so close."""
+    message = _("The body is larger than %(size)d KiB.", size=limit // 1024)
+    return _closing(_reject(413, message, kept))
 
 
 def _refusal(exc: payloads.InvalidCallback) -> str:
