@@ -6,6 +6,7 @@ import pytest
 
 from .support import signed_in_client, store_all
 from .test_messages import reply, sent, status
+from .test_search_messages import statements_run
 
 REPLY = reply()
 
@@ -132,3 +133,16 @@ def test_an_unknown_category_is_refused_in_the_readers_language(api, app):
     refused = portuguese.get("/api/messages?category=bogus", headers={"Accept-Language": "pt-BR"})
     assert refused.status_code == 400
     assert refused.json["error"].startswith("category: Use um destes: shadow-ban,")
+
+
+def test_a_page_of_messages_reads_their_replies_in_one_statement(api):
+    store_all([*(sent(f"M{n}") for n in range(1, 11)), reply()])
+
+    def replies_statements(limit: int) -> int:
+        with statements_run() as run:
+            items = api.get(f"/api/messages?limit={limit}").json["items"]
+        assert len(items) == limit
+        assert all(item["replies"] for item in items)  # the reply came after every one
+        return len([sql for sql in run if "message_pk" in sql])
+
+    assert replies_statements(2) == replies_statements(10) == 1

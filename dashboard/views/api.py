@@ -69,7 +69,9 @@ def list_messages():
     with db.reading() as transaction:
         rows = queries.search(transaction, query.filters, query.limit + 1, before=query.before)
         page = rows[: query.limit]
-        items = [_message_json(transaction, message) for message in page]
+        # One query for every listed message's replies, not one per message.
+        replies = queries.replies_of(transaction, page)
+        items = [_message_json(transaction, message, replies[message.id]) for message in page]
     return jsonify(items=items, next=page[-1].id if len(rows) > query.limit else None)
 
 
@@ -80,12 +82,12 @@ def message(message_pk: int):
         found = queries.get(transaction, message_pk)
         if found is None:
             return json_error(404, _("No message has the id %(id)d.", id=message_pk))
-        return jsonify(_message_json(transaction, found))
+        return jsonify(_message_json(transaction, found, queries.replies(transaction, found)))
 
 
-def _message_json(transaction, found) -> dict:
+def _message_json(transaction, found, replies) -> dict:
     evidence = [delivery.id for delivery in queries.callbacks(transaction, found)]
-    return verdict.to_json(found, evidence, queries.replies(transaction, found))
+    return verdict.to_json(found, evidence, replies)
 
 
 @bp.get("/live/check")
