@@ -135,14 +135,19 @@ def test_an_unknown_category_is_refused_in_the_readers_language(api, app):
     assert refused.json["error"].startswith("category: Use um destes: shadow-ban,")
 
 
-def test_a_page_of_messages_reads_their_replies_in_one_statement(api):
-    store_all([*(sent(f"M{n}") for n in range(1, 11)), reply()])
+def test_a_page_of_messages_reads_their_replies_and_callbacks_in_a_statement_each(api):
+    stored = store_all([*(sent(f"M{n}") for n in range(1, 11)), reply()])
+    sent_ids = {f"M{n}": recorded.id for n, recorded in enumerate(stored[:10], start=1)}
 
-    def replies_statements(limit: int) -> int:
+    def statements(limit: int) -> int:
         with statements_run() as run:
             items = api.get(f"/api/messages?limit={limit}").json["items"]
         assert len(items) == limit
         assert all(item["replies"] for item in items)  # the reply came after every one
-        return len([sql for sql in run if "message_pk" in sql])
+        # Each message's one callback: its own DeliveryCallback.
+        assert [item["callbacks"] for item in items] == [
+            [sent_ids[item["messageId"]]] for item in items
+        ]
+        return len(run)
 
-    assert replies_statements(2) == replies_statements(10) == 1
+    assert statements(2) == statements(10)

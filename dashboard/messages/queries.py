@@ -3,6 +3,7 @@
 Functions take a Session and never commit.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -33,9 +34,9 @@ from . import failures, states
 CALLBACKS_LIMIT = 200
 # The replies shown after a message: the customer's next few messages in that chat.
 REPLIES_LIMIT = 20
-# Messages whose replies one statement reads: SQLite takes at most 500 terms in a compound
-# SELECT, and a page lists up to 500 messages and the latest.
-_REPLIES_PER_QUERY = 100
+# Messages whose replies or callbacks one statement reads: SQLite takes at most 500 terms
+# in a compound SELECT, and a page lists up to 500 messages and the latest.
+_MESSAGES_PER_QUERY = 100
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,32 @@ def get(session: Session, message_pk: int) -> Message | None:
 
 def callbacks(session: Session, message: Message) -> list[Delivery]:
     """The callbacks about ``message``, oldest first: its evidence."""
+    query = select(Delivery).where(_about(message)).order_by(Delivery.id).limit(CALLBACKS_LIMIT)
+    return list(session.scalars(query))
+
+
+def callback_ids_of(session: Session, messages: list[Message]) -> dict[int, list[int]]:
+    """The ids of each message's ``callbacks``, by message id, one query per 100 messages."""
+    branches = [
+        select(literal(message.id, Integer).label("message_pk"), Delivery.id.label("delivery_id"))
+        .where(_about(message))
+        .order_by(Delivery.id)
+        .limit(CALLBACKS_LIMIT)
+        .subquery()
+        for message in messages
+    ]
+    found: dict[int, list[int]] = {message.id: [] for message in messages}
+    for pairs in _joined(branches):
+        query = select(pairs.c.message_pk, pairs.c.delivery_id).order_by(
+            pairs.c.message_pk, pairs.c.delivery_id
+        )
+        for message_pk, delivery_id in session.execute(query):
+            found[message_pk].append(delivery_id)
+    return found
+
+
+def _about(message: Message) -> ColumnElement:
+    # A callback about the message: its own send and echo, or a status naming it in ids[].
     same_instance = (
         Delivery.instance_id.is_(None)
         if not message.instance_id
@@ -162,16 +189,17 @@ def callbacks(session: Session, message: Message) -> list[Delivery]:
     statuses = select(StatusMessageId.delivery_id).where(
         StatusMessageId.message_id == message.message_id
     )
-    query = (
-        select(Delivery)
-        .where(
-            same_instance,
-            or_(Delivery.message_id == message.message_id, Delivery.id.in_(statuses)),
-        )
-        .order_by(Delivery.id)
-        .limit(CALLBACKS_LIMIT)
+    return and_(
+        same_instance,
+        or_(Delivery.message_id == message.message_id, Delivery.id.in_(statuses)),
     )
-    return list(session.scalars(query))
+
+
+def _joined(branches: list) -> Iterator:
+    # The per-message branches, _MESSAGES_PER_QUERY to a statement, each joined in one.
+    for start in range(0, len(branches), _MESSAGES_PER_QUERY):
+        chunk = branches[start : start + _MESSAGES_PER_QUERY]
+        yield union_all(*(select(branch) for branch in chunk)).subquery()
 
 
 def replies(session: Session, message: Message) -> list[Delivery]:
@@ -201,9 +229,7 @@ def replies_of(
         if message.phone_key_reversed
     ]
     found: dict[int, list[Delivery]] = {message.id: [] for message in messages}
-    for start in range(0, len(branches), _REPLIES_PER_QUERY):
-        chunk = branches[start : start + _REPLIES_PER_QUERY]
-        pairs = union_all(*(select(branch) for branch in chunk)).subquery()
+    for pairs in _joined(branches):
         query = (
             select(pairs.c.message_pk, Delivery)
             .join(Delivery, Delivery.id == pairs.c.delivery_id)

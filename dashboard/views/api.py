@@ -69,9 +69,13 @@ def list_messages():
     with db.reading() as transaction:
         rows = queries.search(transaction, query.filters, query.limit + 1, before=query.before)
         page = rows[: query.limit]
-        # One query for every listed message's replies, not one per message.
+        # One query for every listed message's replies and one for their callbacks, not
+        # two per message.
         replies = queries.replies_of(transaction, page)
-        items = [_message_json(transaction, message, replies[message.id]) for message in page]
+        evidence = queries.callback_ids_of(transaction, page)
+        items = [
+            verdict.to_json(message, evidence[message.id], replies[message.id]) for message in page
+        ]
     return jsonify(items=items, next=page[-1].id if len(rows) > query.limit else None)
 
 
@@ -82,12 +86,8 @@ def message(message_pk: int):
         found = queries.get(transaction, message_pk)
         if found is None:
             return json_error(404, _("No message has the id %(id)d.", id=message_pk))
-        return jsonify(_message_json(transaction, found, queries.replies(transaction, found)))
-
-
-def _message_json(transaction, found, replies) -> dict:
-    evidence = [delivery.id for delivery in queries.callbacks(transaction, found)]
-    return verdict.to_json(found, evidence, replies)
+        evidence = queries.callback_ids_of(transaction, [found])[found.id]
+        return jsonify(verdict.to_json(found, evidence, queries.replies(transaction, found)))
 
 
 @bp.get("/live/check")
