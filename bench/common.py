@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 
@@ -34,6 +35,8 @@ START_DEADLINE_S = 60.0
 # The webhook waits up to WRITE_TIMEOUT_SECONDS (30 s) for its commit before a 503.
 REQUEST_TIMEOUT_S = 40.0
 ADMIN = "bench-admin"
+# SQLite's error for a writer that waited too long for the lock; the goals count it in logs.
+LOCKED_MESSAGE = "database is locked"
 CSRF_FIELD = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 SEED_CALLBACK = {
@@ -216,6 +219,11 @@ def proc_number(path: str, key: str) -> int | None:
     return None
 
 
+def error_lines(log_text: str) -> int:
+    """How many lines of a server log report an error or start a traceback."""
+    return sum(1 for line in log_text.splitlines() if "[ERROR]" in line or "Traceback" in line)
+
+
 def sign_in(base_url: str, password: str, username: str = ADMIN) -> requests.Session:
     """Sign the admin in through the real form (GET /login, csrf_token, POST)."""
     session = requests.Session()
@@ -359,13 +367,13 @@ class FeedClient:
 
 @contextlib.contextmanager
 def open_feeds(
-    server: Server, session: requests.Session, count: int
+    server: Server, session: requests.Session, count: int, after: int = 0
 ) -> Iterator[tuple[list[FeedClient], int]]:
     """Open ``count`` signed-in sockets, wait until each is caught up; yield them and 503s."""
     cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
-    # after=0 on an empty database: the server subscribes the socket, then sends a
-    # caught-up event, which tells us the socket will get every later row.
-    url = f"ws://127.0.0.1:{server.port}/ws/deliveries?after=0"
+    # after=<the newest id> (0 on an empty database): the server subscribes the socket,
+    # then sends a caught-up event, which tells us the socket will get every later row.
+    url = f"ws://127.0.0.1:{server.port}/ws/deliveries?after={after}"
     clients: list[FeedClient] = []
     refused = 0
     deadline = time.monotonic() + CONNECT_DEADLINE_S
@@ -404,12 +412,10 @@ def open_feeds(
 # --- the webhook load -----------------------------------------------------------------
 
 
-@dataclass
-class Post:
-    """One webhook POST: when it was due, sent and answered (perf_counter), and its outcome."""
+@dataclass(kw_only=True)
+class Exchange:
+    """One HTTP request of a paced load: when it was due, sent and answered (perf_counter)."""
 
-    message_id: str
-    body: str
     due: float = 0.0
     sent: float = 0.0
     answered: float = 0.0
@@ -418,8 +424,54 @@ class Post:
 
     @property
     def ok(self) -> bool:
-        """Whether the webhook answered 200 (the callback is committed)."""
+        """Whether the server answered 200 (for a webhook: the callback is committed)."""
         return self.status == 200
+
+    @property
+    def latency_ms(self) -> float:
+        """Answer minus due time: the open-loop latency, which counts any wait to be sent."""
+        return (self.answered - self.due) * 1000
+
+    def run(self, request: Callable[[], requests.Response]) -> None:
+        """Make the request, noting when it was sent and answered, and how it ended."""
+        self.sent = time.perf_counter()
+        try:
+            self.status = request().status_code
+        except requests.RequestException as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+        self.answered = time.perf_counter()
+
+
+@dataclass
+class Post(Exchange):
+    """One webhook POST of a delivery callback."""
+
+    message_id: str
+    body: str
+
+
+class ThreadSessions:
+    """A keep-alive ``requests.Session`` for each thread that asks (one is not thread-safe)."""
+
+    def __init__(self, cookies: requests.cookies.RequestsCookieJar | None = None) -> None:
+        self._cookies = cookies
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+
+    def session(self) -> requests.Session:
+        """This thread's session, made on first use with the cookies given (a sign-in)."""
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            if self._cookies is not None:
+                session.cookies.update(self._cookies)
+            self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        for session in self._sessions:
+            session.close()
 
 
 class Poster:
@@ -427,32 +479,23 @@ class Poster:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
+        self._sessions = ThreadSessions()
 
     def send(self, post: Post) -> None:
         """POST ``post.body`` and note the times and the outcome on ``post``."""
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            self._sessions.append(session)
-        post.sent = time.perf_counter()
-        try:
-            response = session.post(
+        session = self._sessions.session()
+        post.run(
+            lambda: session.post(
                 self.url,
                 data=post.body,
                 headers={"Content-Type": "application/json"},
                 timeout=REQUEST_TIMEOUT_S,
             )
-            post.status = response.status_code
-        except requests.RequestException as exc:
-            post.error = f"{type(exc).__name__}: {exc}"
-        post.answered = time.perf_counter()
+        )
 
     def close(self) -> None:
         """Close every thread's connection."""
-        for session in self._sessions:
-            session.close()
+        self._sessions.close()
 
 
 def make_posts(prefix: str, count: int) -> list[Post]:
@@ -465,19 +508,34 @@ def make_posts(prefix: str, count: int) -> list[Post]:
     return posts
 
 
-def paced_posts(poster: Poster, posts: list[Post], rate: float) -> None:
-    """Send ``posts`` at ``rate`` per second: post i at t0 + i/rate, each from a pool thread."""
-    with ThreadPoolExecutor(POST_THREADS, thread_name_prefix="poster") as pool:
+ExchangeT = TypeVar("ExchangeT", bound=Exchange)
+
+
+def paced(
+    send: Callable[[ExchangeT], None],
+    exchanges: list[ExchangeT],
+    rate: float,
+    threads: int = POST_THREADS,
+) -> None:
+    """Send ``exchanges`` open loop at ``rate`` per second: i is due at t0 + i/rate."""
+    # Each goes to a pool thread, so that a slow answer never delays the next one's send;
+    # should every thread be busy, the wait shows in latency_ms, which runs from the due time.
+    with ThreadPoolExecutor(threads, thread_name_prefix="paced") as pool:
         start = time.perf_counter() + 0.01
         futures = []
-        for index, post in enumerate(posts):
-            post.due = start + index / rate
-            delay = post.due - time.perf_counter()
+        for index, exchange in enumerate(exchanges):
+            exchange.due = start + index / rate
+            delay = exchange.due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            futures.append(pool.submit(poster.send, post))
+            futures.append(pool.submit(send, exchange))
         for future in futures:
             future.result()
+
+
+def paced_posts(poster: Poster, posts: list[Post], rate: float) -> None:
+    """Send ``posts`` at ``rate`` per second: post i at t0 + i/rate, each from a pool thread."""
+    paced(poster.send, posts, rate)
 
 
 def wait_for_deliveries(clients: list[FeedClient], message_ids: list[str]) -> bool:

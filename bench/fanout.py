@@ -26,6 +26,7 @@ from pathlib import Path
 
 import common  # bench/ is on sys.path: the scripts live there
 from common import (
+    LOCKED_MESSAGE,
     POLL_INTERVAL_S,
     START_DEADLINE_S,
     BenchError,
@@ -39,6 +40,7 @@ from common import (
     children_of,
     cpu_seconds,
     create_admin,
+    error_lines,
     make_posts,
     open_feeds,
     paced_posts,
@@ -421,8 +423,10 @@ def print_report(
         f"sockets that failed or closed early: {len(closed)}"
         f"{' (' + closed[0] + ')' if closed else ''}; other events: {dict(others) or 'none'}"
     )
-    errors = sum(1 for line in log_text.splitlines() if "[ERROR]" in line or "Traceback" in line)
-    print(f"server log: {errors} error lines, {log_text.count('database is locked')} 'locked'")
+    print(
+        f"server log: {error_lines(log_text)} error lines, "
+        f"{log_text.count(LOCKED_MESSAGE)} 'locked'"
+    )
     print(load_cpu.report())
 
     rss = sum(row.rss for row in rows)

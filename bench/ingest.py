@@ -27,6 +27,7 @@ from pathlib import Path
 
 import common  # bench/ is on sys.path: the scripts live there
 from common import (
+    LOCKED_MESSAGE,
     SEED_CALLBACK,
     BenchError,
     Server,
@@ -43,7 +44,6 @@ LAUNCHER = BENCH_DIR / "launch.py"
 
 GOAL_MIN_RATIO = 0.50
 GOAL_MAX_P99_MS = 50.0
-LOCKED_MESSAGE = "database is locked"
 
 # Generous: a cold start on a busy 2-core machine imports Flask, SQLAlchemy and Alembic.
 START_DEADLINE_S = 60.0

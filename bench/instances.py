@@ -37,6 +37,7 @@ from common import (
     Spread,
     children_of,
     create_admin,
+    error_lines,
     make_posts,
     open_feeds,
     paced_posts,
@@ -100,11 +101,11 @@ def maintenance(statement: str) -> None:
 
 
 @contextlib.contextmanager
-def fresh_database() -> Iterator[str]:
-    """Create ``bench_instances_<pid>``, yield its URL, and always drop it at the end."""
+def fresh_database(purpose: str = "instances") -> Iterator[str]:
+    """Create ``bench_<purpose>_<pid>``, yield its URL, and always drop it at the end."""
     if psycopg is None:
         raise BenchError("psycopg is not installed (pip install -e '.[postgres]')")
-    name = f"bench_instances_{os.getpid()}"
+    name = f"bench_{purpose}_{os.getpid()}"
     try:
         maintenance(f'CREATE DATABASE "{name}"')
     except psycopg.Error as exc:
@@ -161,8 +162,7 @@ def server_pids(servers: list[Server]) -> list[int]:
 def log_problems(server: Server) -> tuple[int, int]:
     """Error lines in the server's log, and warnings that notifications were lost."""
     text = server.log_text()
-    errors = sum(1 for line in text.splitlines() if "[ERROR]" in line or "Traceback" in line)
-    return errors, text.count("lost its PostgreSQL notifications")
+    return error_lines(text), text.count("lost its PostgreSQL notifications")
 
 
 # --- one run's figures ---------------------------------------------------------------------
