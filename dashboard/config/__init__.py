@@ -42,6 +42,7 @@ SETTINGS: dict[str, values.Reader] = {
         0, MAX_RETENTION_DAYS, "days of callbacks to keep; 0 keeps every callback"
     ),
     "PRUNE_CHECK_SECONDS": values.seconds(86_400, "how often a worker looks for a due prune"),
+    "REQUEST_SECONDS": values.seconds(300, "how long a client may take to send one request"),
 }
 
 DEFAULTS = {
@@ -51,8 +52,12 @@ DEFAULTS = {
     "PUBLIC_URL": None,
     "SQLITE_SYNCHRONOUS": "NORMAL",
     "AUTO_MIGRATE": True,
-    # Z-API callbacks are a few hundred bytes; anything near this limit is not one.
+    # Z-API callbacks are a few hundred bytes; anything near this limit is not one. No
+    # request body larger than this is accepted anywhere (see dashboard/server/intake.py).
     "MAX_WEBHOOK_BODY": 64 * 1024,
+    # A request not sent whole within this many seconds of its first wait is answered 408;
+    # until then it waits in the worker's poller, holding no thread.
+    "REQUEST_SECONDS": 30.0,
     # How long a webhook request waits for its batch to commit before answering 503.
     "WRITE_TIMEOUT_SECONDS": 30.0,
     # How many reverse proxies in front of us set X-Forwarded-*; 0 trusts none.

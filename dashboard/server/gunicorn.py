@@ -3,15 +3,14 @@
 import errno
 import gc
 import socket
-import threading
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
-from gunicorn.workers.gthread import ThreadWorker
 
 from .. import metrics
 from ..logs import protect
+from .worker import DashboardWorker
 
 # Sized for a 1-2 core VPS: one worker process (the master restarts it if it dies) keeps
 # the whole server near 140 MB, and its threads are enough for 50 open dashboards, each
@@ -30,44 +29,6 @@ class RedactingLogger(Logger):
         super().setup(cfg)
         protect(self.access_log)
         protect(self.error_log)
-
-
-class DashboardWorker(ThreadWorker):
-    """gunicorn's threaded worker, closing live sockets with 1001 when asked to stop.
-
-    Sockets would otherwise hold the worker until the graceful timeout; closed with
-    "going away", browsers reconnect at once to the next worker.
-    """
-
-    _closing = False
-
-    def handle_exit(self, sig, frame):
-        """Close this worker's sockets, then stop as gunicorn does."""
-        from ..extensions import hub
-        from ..live import GOING_AWAY
-
-        # A signal handler must not take the hub's lock: a second SIGTERM (from the master
-        # and from a process-group kill) would interrupt it and wait on itself forever.
-        if not self._closing:
-            self._closing = True
-            threading.Thread(target=hub.close_all, args=(GOING_AWAY,), daemon=True).start()
-        super().handle_exit(sig, frame)
-
-    def run(self):
-        """Serve as gunicorn does, with this worker's daily pruner running beside it."""
-        from ..extensions import db
-        from ..retention import Pruner
-
-        config = self.wsgi.config
-        # An app without retention settings (say, a benchmark's bare app) prunes nothing.
-        days = config.get("RETENTION_DAYS", 0)
-        # Logged through gunicorn's error log, so the pruner's reports reach the console.
-        pruner = Pruner(db, days, config.get("PRUNE_CHECK_SECONDS", 0), self.log.error_log)
-        pruner.start()
-        try:
-            super().run()
-        finally:
-            pruner.stop()
 
 
 class DashboardServer(BaseApplication):

@@ -12,6 +12,7 @@ from .. import deliveries, disk, metrics, payloads
 from ..errors import json_error
 from ..extensions import callback_writer, db
 from ..logs import database_reason
+from ..server.intake import DECLARED_BODY
 from ..translatable import N_
 from ..writer import StorageUnavailable
 
@@ -55,8 +56,10 @@ def receive(token: str):
         return json_error(404, _("Not found."))
 
     limit = current_app.config["MAX_WEBHOOK_BODY"]
-    if (request.content_length or 0) > limit:
-        # Refused from the headers alone: waiting for a body we will not keep would let a
+    # The server's worker also adds up a chunked body's declared chunk sizes.
+    declared = max(request.content_length or 0, request.environ.get(DECLARED_BODY, 0))
+    if declared > limit:
+        # Refused from the framing alone: waiting for a body we will not keep would let a
         # sender hold this thread for as long as it takes to send it (or forever).
         return _too_large(limit, b"")
     # Read one byte past the limit, never more: enough to tell an oversize chunked body.

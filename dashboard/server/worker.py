@@ -1,0 +1,220 @@
+"""The server's worker: gunicorn's threaded worker, handing a thread only whole requests.
+
+gunicorn's gthread worker gives each new or readable connection to a pool thread, which
+then reads the request with blocking calls: a client that sends its headers or body a
+byte at a time, or stops half-way, holds that thread for as long as it likes, and as
+many such clients as there are threads stop the webhook. Here the worker's poller reads
+each request itself, without blocking (dashboard/server/intake.py says when one is
+whole), and only then gives it to a thread, whose parser finds every byte already there.
+"""
+
+import contextlib
+import errno
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+
+from gunicorn.workers.gthread import TConn, ThreadWorker
+
+from .intake import DECLARED_BODY, Intake, Step
+
+# Read from a connection at once, as gunicorn's own parser does for a request's head.
+RECV_BYTES = 65536
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_TIMED_OUT_MESSAGE = b'{"error": "The request did not arrive whole in time; send it again."}'
+TIMED_OUT = (
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+    % (len(_TIMED_OUT_MESSAGE), _TIMED_OUT_MESSAGE)
+)
+# The largest body a bare app (a benchmark's) accepts: the dashboard's own default.
+DEFAULT_BODY_LIMIT = 64 * 1024
+DEFAULT_REQUEST_SECONDS = 30.0
+
+# What the poller found out about the request a pool thread is serving, for the app.
+_serving = threading.local()
+
+
+@dataclass
+class _Waiting:
+    """A connection in the intake: its request so far, when it must be whole, if polled."""
+
+    intake: Intake
+    deadline: float
+    watched: bool = False
+
+
+class DashboardWorker(ThreadWorker):
+    """gunicorn's threaded worker: whole requests to threads, live sockets closed with 1001.
+
+    Sockets would otherwise hold the worker until the graceful timeout; closed with
+    "going away", browsers reconnect at once to the next worker.
+    """
+
+    _closing = False
+
+    def init_process(self):
+        """Set up the request intake, then start as gunicorn does (which runs the worker)."""
+        self._waiting: dict[TConn, _Waiting] = {}
+        self._deadlines: deque[tuple[float, TConn]] = deque()  # in the order they began
+        self._declared: dict[TConn, int] = {}  # the oversize body a request declares
+        super().init_process()
+
+    def load_wsgi(self):
+        """Load the app as gunicorn does, and read the limits the intake applies."""
+        super().load_wsgi()
+        self.flask_app = self.wsgi
+        config = self.flask_app.config
+        self._body_limit = config.get("MAX_WEBHOOK_BODY", DEFAULT_BODY_LIMIT)
+        self._request_seconds = config.get("REQUEST_SECONDS", DEFAULT_REQUEST_SECONDS)
+        self.wsgi = partial(_serve_with_declared_body, self.flask_app)
+
+    def handle_exit(self, sig, frame):
+        """Close this worker's sockets, then stop as gunicorn does."""
+        from ..extensions import hub
+        from ..live import GOING_AWAY
+
+        # A signal handler must not take the hub's lock: a second SIGTERM (from the master
+        # and from a process-group kill) would interrupt it and wait on itself forever.
+        if not self._closing:
+            self._closing = True
+            threading.Thread(target=hub.close_all, args=(GOING_AWAY,), daemon=True).start()
+        super().handle_exit(sig, frame)
+
+    def run(self):
+        """Serve as gunicorn does, with this worker's daily pruner running beside it."""
+        from ..extensions import db
+        from ..retention import Pruner
+
+        config = self.flask_app.config
+        # An app without retention settings (say, a benchmark's bare app) prunes nothing.
+        days = config.get("RETENTION_DAYS", 0)
+        # Logged through gunicorn's error log, so the pruner's reports reach the console.
+        pruner = Pruner(db, days, config.get("PRUNE_CHECK_SECONDS", 0), self.log.error_log)
+        pruner.start()
+        try:
+            super().run()
+        finally:
+            pruner.stop()
+
+    # --- the intake: runs in the poller's thread -------------------------------------------
+
+    def enqueue_req(self, conn):
+        """Wait in the poller until ``conn``'s next request is whole, then serve it."""
+        if self.cfg.is_ssl:
+            super().enqueue_req(conn)  # TLS is the proxy's job; gunicorn's way then
+            return
+        waiting = _Waiting(Intake(self._body_limit), time.monotonic() + self._request_seconds)
+        self._waiting[conn] = waiting
+        self._deadlines.append((waiting.deadline, conn))
+        conn.sock.setblocking(False)
+        # Bytes read past the previous request (a pipelining client) come first.
+        leftover = conn.parser.unreader.take_buffered() if conn.parser else b""
+        if leftover and self._advance(conn, leftover):
+            return
+        # A kept-alive connection is here because it became readable: read before waiting.
+        if self._receive(conn):
+            return
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
+        waiting.watched = True
+
+    def _on_readable(self, conn, _client):
+        self._receive(conn)
+
+    def _receive(self, conn) -> bool:
+        """Read what ``conn`` has sent and act on it; True once it left the intake."""
+        try:
+            data = conn.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            self._drop(conn)
+            return True
+        if data:
+            return self._advance(conn, data)
+        if self._waiting[conn].intake.buffered:
+            self._hand_over(conn)  # ended part-way: the parser and the app say what is missing
+        else:
+            self._drop(conn)  # closed between requests: nothing to answer
+        return True
+
+    def _advance(self, conn, data: bytes) -> bool:
+        """Feed ``data`` to ``conn``'s intake and act on it; True once it left the intake."""
+        intake = self._waiting[conn].intake
+        reading = intake.feed(data)
+        if reading.step is Step.MORE:
+            return False
+        if reading.step is Step.CONTINUE:
+            intake.continued = True
+            _send_quietly(conn.sock, CONTINUE)
+            return False
+        if reading.step is Step.OVERSIZE:
+            # Nothing more is read from this connection: the thread serving the refusal
+            # must not wait for a body it will not keep.
+            self._declared[conn] = reading.declared
+            _stop_reading(conn.sock)
+        self._hand_over(conn)
+        return True
+
+    def _leave_intake(self, conn) -> _Waiting:
+        waiting = self._waiting.pop(conn)
+        if waiting.watched:
+            self.poller.unregister(conn.sock)
+        return waiting
+
+    def _hand_over(self, conn):
+        waiting = self._leave_intake(conn)
+        conn.init()  # its parser; the thread then finds the whole request in its buffer
+        conn.parser.unreader.unread(bytes(waiting.intake.buffered))
+        conn.data_ready = True
+        super().enqueue_req(conn)
+
+    def _drop(self, conn, answer: bytes = b""):
+        waiting = self._leave_intake(conn)
+        if answer and waiting.intake.buffered:
+            _send_quietly(conn.sock, answer)
+        self.nr_conns -= 1
+        conn.close()
+
+    def murder_pending(self):
+        """Close connections whose request did not arrive whole in time (408), as gunicorn's."""
+        super().murder_pending()
+        now = time.monotonic()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, conn = self._deadlines.popleft()
+            waiting = self._waiting.get(conn)
+            # Otherwise it was served since, or now waits for a later request.
+            if waiting is not None and waiting.deadline == deadline:
+                self._drop(conn, TIMED_OUT)
+
+    # --- in a pool thread ------------------------------------------------------------------
+
+    def handle(self, conn):
+        """Serve ``conn``'s request, telling the app of a body declared over the limit."""
+        _serving.declared_body = self._declared.pop(conn, None)
+        return super().handle(conn)
+
+
+def _serve_with_declared_body(app, environ, start_response):
+    declared = getattr(_serving, "declared_body", None)
+    if declared is not None:
+        environ[DECLARED_BODY] = declared
+    return app(environ, start_response)
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    """Send a short answer without waiting; a client that is gone or full just misses it."""
+    with contextlib.suppress(OSError):
+        sock.send(data)
+
+
+def _stop_reading(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RD)
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
