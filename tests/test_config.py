@@ -84,6 +84,7 @@ BAD_VALUES = {
     "SOCKETS_PER_WORKER": [EMPTY, "abc", "-1", "0", HUGE, "8.5"],
     "RETENTION_DAYS": [EMPTY, "ninety", "-1", HUGE, "2.5", "true"],
     "PRUNE_CHECK_SECONDS": [EMPTY, "soon", "-5", "0", HUGE, "inf"],
+    "REQUEST_SECONDS": [EMPTY, "slow", "-1", "0", HUGE, "nan", "301"],
 }
 CASES = [(name, value) for name, values in BAD_VALUES.items() for value in values]
 SECRETS = ("SECRET_KEY", "WEBHOOK_TOKEN")
