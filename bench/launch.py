@@ -3,7 +3,8 @@
 Usage: python bench/launch.py {bare,dashboard} --port P --workers N --threads N
 
 Both servers get their settings from ``dashboard.server.gunicorn.server_options`` and run through
-``DashboardServer``'s configuration path, so the only difference between them is the app.
+``DashboardServer``'s configuration path; the bare app runs on gunicorn's own gthread worker
+instead of the dashboard's, so the differences between them are the app and that worker.
 """
 
 import argparse
@@ -36,6 +37,9 @@ def main() -> None:
     if args.app == "bare":
         from bare_app import create_bare_app  # bench/ is on sys.path: this script lives there
 
+        # The baseline is the plain app as gunicorn serves it: its stock threaded worker,
+        # not the dashboard's, whose poller reads each whole request before a thread does.
+        options["worker_class"] = "gthread"
         server.run(options, create_bare_app())
         return
     # As `zapi-dashboard serve` does: build and migrate once in the master, then let each
