@@ -14,11 +14,10 @@ import selectors
 import socket
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from functools import partial
 
-from gunicorn.workers.gthread import TConn, ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
 from .intake import DECLARED_BODY, Intake, Step
 
@@ -34,6 +33,8 @@ TIMED_OUT = (
 # The largest body a bare app (a benchmark's) accepts: the dashboard's own default.
 DEFAULT_BODY_LIMIT = 64 * 1024
 DEFAULT_REQUEST_SECONDS = 30.0
+# How often deadlines are looked at: a 408 comes at most this late.
+SCAN_SECONDS = 0.25
 
 # What the poller found out about the request a pool thread is serving, for the app.
 _serving = threading.local()
@@ -60,8 +61,8 @@ class DashboardWorker(ThreadWorker):
     def init_process(self):
         """Set up the request intake, then start as gunicorn does (which runs the worker)."""
         self._waiting: dict[TConn, _Waiting] = {}
-        self._deadlines: deque[tuple[float, TConn]] = deque()  # in the order they began
         self._declared: dict[TConn, int] = {}  # the oversize body a request declares
+        self._next_scan = 0.0
         super().init_process()
 
     def load_wsgi(self):
@@ -110,7 +111,6 @@ class DashboardWorker(ThreadWorker):
             return
         waiting = _Waiting(Intake(self._body_limit), time.monotonic() + self._request_seconds)
         self._waiting[conn] = waiting
-        self._deadlines.append((waiting.deadline, conn))
         conn.sock.setblocking(False)
         # Bytes read past the previous request (a pipelining client) come first.
         leftover = conn.parser.unreader.take_buffered() if conn.parser else b""
@@ -181,14 +181,26 @@ class DashboardWorker(ThreadWorker):
         conn.close()
 
     def murder_pending(self):
-        """Close connections whose request did not arrive whole in time (408), as gunicorn's."""
+        """Close connections whose request did not arrive whole in time (408), as gunicorn's.
+
+        A stopping worker closes at once those that sent nothing of a next request (a
+        browser opens spare connections ahead of need), and gives the others as long as
+        gunicorn gives its kept-alive ones.
+        """
         super().murder_pending()
         now = time.monotonic()
-        while self._deadlines and self._deadlines[0][0] <= now:
-            deadline, conn = self._deadlines.popleft()
-            waiting = self._waiting.get(conn)
-            # Otherwise it was served since, or now waits for a later request.
-            if waiting is not None and waiting.deadline == deadline:
+        # The poller's loop runs on every event: under load, thousands of times a second.
+        if now < self._next_scan and self.alive:
+            return
+        self._next_scan = now + SCAN_SECONDS
+        if not self.alive:
+            for conn, waiting in list(self._waiting.items()):
+                if not waiting.intake.buffered:
+                    self._drop(conn)
+                else:
+                    waiting.deadline = min(waiting.deadline, now + STOP_KEEPALIVE_LINGER)
+        for conn, waiting in list(self._waiting.items()):
+            if waiting.deadline <= now:
                 self._drop(conn, TIMED_OUT)
 
     # --- in a pool thread ------------------------------------------------------------------
