@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ from sqlalchemy.orm import Session
 from . import deliveries, metrics, notifications
 from .accounts import users as accounts
 from .database import Database
+from .live_io import LiveSockets, text_frame
 from .logs import database_reason
 from .messages import queries, verdict
 from .models import Delivery, iso_utc
@@ -87,16 +89,28 @@ def refusal(
     return None
 
 
-class Subscriber:
-    """One open socket's inbox: (id, frame) pairs, or a close code to leave with.
+class Outgoing(NamedTuple):
+    """A delivery's frame for every socket: its row id, its text and its encoded bytes."""
 
-    ``is_open`` tells whether the client is still connected.
+    id: int
+    text: str
+    wire: bytes
+
+
+class Subscriber:
+    """One open socket's inbox: frames to send, or a close code to leave with.
+
+    ``ended`` is set once the socket is closed.
     """
 
-    def __init__(self, session_token: str | None, is_open: Callable[[], bool]) -> None:
+    def __init__(self, session_token: str | None) -> None:
         self.session_token = session_token
-        self.is_open = is_open
-        self.inbox: queue.SimpleQueue[tuple[int, str] | int] = queue.SimpleQueue()
+        self.ended = threading.Event()
+        self.inbox: queue.SimpleQueue[Outgoing | int] = queue.SimpleQueue()
+
+    def is_open(self) -> bool:
+        """Whether the socket is still open."""
+        return not self.ended.is_set()
 
 
 def event_frame(name: str, data: dict) -> str:
@@ -176,25 +190,21 @@ class Hub:
         self._wake = threading.Event()
         self._owner_pid: int | None = None
         self._listener: notifications.Listener | None = None
+        self._sockets = LiveSockets()
 
     @property
     def count(self) -> int:
-        """How many sockets this process has open: those whose client is still connected."""
-        # A socket the client closed stays subscribed until its thread wakes up to leave;
-        # it must not hold a place meanwhile, or a page reloaded at once is refused.
+        """How many sockets this process has open."""
         with self._lock:
             subscribers = list(self._subscribers)
         return sum(1 for subscriber in subscribers if subscriber.is_open())
 
-    def subscribe(
-        self, session_token: str | None = None, is_open: Callable[[], bool] = lambda: True
-    ) -> Subscriber:
-        """Register a socket; every row committed after this call will reach it.
+    def subscribe(self, session_token: str | None = None) -> Subscriber:
+        """Register a socket; every row committed after this call will reach its inbox.
 
-        The socket is told to close when ``session_token``'s session ends; ``is_open``
-        tells whether its client is still connected.
+        The socket is told to close when ``session_token``'s session ends.
         """
-        subscriber = Subscriber(session_token, is_open)
+        subscriber = Subscriber(session_token)
         with self._lock:
             if self._cursor is None:
                 # Rows up to here are the socket's catch-up; the poller takes the rest.
@@ -211,6 +221,18 @@ class Hub:
                     self._listener.start()
         self._wake.set()
         return subscriber
+
+    def adopt(self, subscriber: Subscriber, ws, already_sent: set[int]) -> None:
+        """Let this process's socket thread serve ``ws`` from now on, until it closes.
+
+        Its inbox's frames go out but those of ``already_sent`` (the catch-up's), and
+        ``subscriber.ended`` is set once the socket is closed.
+        """
+        self._sockets.adopt(ws, subscriber.inbox, already_sent, lambda: self._ended(subscriber))
+
+    def _ended(self, subscriber: Subscriber) -> None:
+        subscriber.ended.set()
+        self.unsubscribe(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         """Forget a socket that closed; the last one stops the polling."""
@@ -235,6 +257,11 @@ class Hub:
         with self._lock:
             for subscriber in self._subscribers:
                 subscriber.inbox.put(code)
+        self._sockets.deliver()
+
+    def wait_closed(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the sockets asked to close to be closed."""
+        self._sockets.stop(timeout)
 
     def _run(self) -> None:
         changed = self._change_detector()
@@ -277,6 +304,7 @@ class Hub:
         for subscriber in subscribers:
             if subscriber.session_token not in alive:
                 subscriber.inbox.put(POLICY_VIOLATION)
+        self._sockets.deliver()
 
     def _emit(self) -> None:
         cursor = self._cursor
@@ -300,9 +328,13 @@ class Hub:
         cursor.advance(time.monotonic())
         with self._lock:
             subscribers = list(self._subscribers)
-        for frame in frames:
+        # Encoded once here, the same bytes go to every socket.
+        outgoing = [Outgoing(row_id, text, text_frame(text)) for row_id, text in frames]
+        for frame in outgoing:
             for subscriber in subscribers:
                 subscriber.inbox.put(frame)
+        if outgoing:
+            self._sockets.deliver()
         if len(fresh) == BATCH:
             self._wake.set()  # more are waiting
 

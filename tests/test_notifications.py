@@ -56,7 +56,7 @@ def store_one(writer: BatchWriter, message_id: str) -> int:
 def next_row_id(feed) -> int:
     """The id of the next row the feed receives, waiting generously."""
     try:
-        row_id, _frame = feed.inbox.get(timeout=60)
+        row_id = feed.inbox.get(timeout=60).id
     except queue.Empty:
         raise AssertionError("the live feed did not receive the row") from None
     return row_id

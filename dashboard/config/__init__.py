@@ -2,15 +2,14 @@
 
 import contextlib
 import difflib
-import functools
 import os
 import secrets
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
 
+from ..live_io import NoReaderThread
 from . import values
 
 # 22 URL-safe characters carry 132 bits; fewer would make the webhook URL guessable.
@@ -62,15 +61,11 @@ DEFAULTS = {
     "WRITE_TIMEOUT_SECONDS": 30.0,
     # How many reverse proxies in front of us set X-Forwarded-*; 0 trusts none.
     "TRUSTED_PROXIES": 0,
-    # Each open live feed holds one thread; the rest stay free for Z-API's webhook calls.
-    "SOCKETS_PER_WORKER": 64,
-    # Ping every open socket; one that stops answering is closed and its thread freed.
-    "SOCK_SERVER_OPTIONS": {
-        "ping_interval": 25,
-        "max_message_size": 4096,
-        # A socket's reader thread must not keep a stopping worker alive until the next ping.
-        "thread_class": functools.partial(threading.Thread, daemon=True),
-    },
+    # An open live feed holds no thread, only its socket and a few kilobytes.
+    "SOCKETS_PER_WORKER": 1000,
+    # One thread of each process reads, pings and closes every live socket
+    # (dashboard/live_io.py): simple-websocket starts no reader thread of its own.
+    "SOCK_SERVER_OPTIONS": {"thread_class": NoReaderThread},
     # CSRF tokens last as long as the session, so a page left open all day still submits.
     "WTF_CSRF_TIME_LIMIT": None,
     # Callbacks older than this many days are pruned once a day; 0 keeps every callback.

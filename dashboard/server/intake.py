@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-# Where the worker tells the app what size of body a refused request declared.
-DECLARED_BODY = "zapi_dashboard.declared_body"
 HEAD_END = b"\r\n\r\n"
 # No browser's or Z-API's request head comes near this (gunicorn's own limits allow a
 # request line of 4 KiB and header lines of 8 KiB each).

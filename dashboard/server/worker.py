@@ -19,7 +19,8 @@ from functools import partial
 
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
-from .intake import DECLARED_BODY, Intake, Step
+from .environ import DECLARED_BODY, KEEP_CONNECTION
+from .intake import Intake, Step
 
 # Read from a connection at once, as gunicorn's own parser does for a request's head.
 RECV_BYTES = 65536
@@ -35,9 +36,15 @@ DEFAULT_BODY_LIMIT = 64 * 1024
 DEFAULT_REQUEST_SECONDS = 30.0
 # How often deadlines are looked at: a 408 comes at most this late.
 SCAN_SECONDS = 0.25
+# How long a stopping worker waits for its live sockets to close (each client has 2 s to
+# answer the close frame).
+CLOSE_SECONDS = 3.0
 
-# What the poller found out about the request a pool thread is serving, for the app.
+# What the poller found out about the request a pool thread is serving, for the app, and
+# whether the app keeps its connection.
 _serving = threading.local()
+# What handle() returns for a connection the app kept: not the worker's to close any more.
+_KEPT = object()
 
 
 @dataclass
@@ -72,7 +79,7 @@ class DashboardWorker(ThreadWorker):
         config = self.flask_app.config
         self._body_limit = config.get("MAX_WEBHOOK_BODY", DEFAULT_BODY_LIMIT)
         self._request_seconds = config.get("REQUEST_SECONDS", DEFAULT_REQUEST_SECONDS)
-        self.wsgi = partial(_serve_with_declared_body, self.flask_app)
+        self.wsgi = partial(_serve_with_environ, self.flask_app)
 
     def handle_exit(self, sig, frame):
         """Close this worker's sockets, then stop as gunicorn does."""
@@ -88,7 +95,7 @@ class DashboardWorker(ThreadWorker):
 
     def run(self):
         """Serve as gunicorn does, with this worker's daily pruner running beside it."""
-        from ..extensions import db
+        from ..extensions import db, hub
         from ..retention import Pruner
 
         config = self.flask_app.config
@@ -101,6 +108,9 @@ class DashboardWorker(ThreadWorker):
             super().run()
         finally:
             pruner.stop()
+            # Live sockets are not the worker's connections: their close frames must be
+            # out before the process ends.
+            hub.wait_closed(CLOSE_SECONDS)
 
     # --- the intake: runs in the poller's thread -------------------------------------------
 
@@ -208,14 +218,28 @@ class DashboardWorker(ThreadWorker):
     def handle(self, conn):
         """Serve ``conn``'s request, telling the app of a body declared over the limit."""
         _serving.declared_body = self._declared.pop(conn, None)
-        return super().handle(conn)
+        _serving.kept = False
+        result = super().handle(conn)
+        return _KEPT if _serving.kept else result
+
+    def finish_request(self, conn, fs):
+        """After a request, as gunicorn does; a connection the app kept is left to it."""
+        if not fs.cancelled() and fs.exception() is None and fs.result() is _KEPT:
+            self.nr_conns -= 1  # the live feed's socket thread owns and closes it now
+            return
+        super().finish_request(conn, fs)
 
 
-def _serve_with_declared_body(app, environ, start_response):
+def _serve_with_environ(app, environ, start_response):
     declared = getattr(_serving, "declared_body", None)
     if declared is not None:
         environ[DECLARED_BODY] = declared
+    environ[KEEP_CONNECTION] = _keep_connection
     return app(environ, start_response)
+
+
+def _keep_connection() -> None:
+    _serving.kept = True
 
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:

@@ -1,7 +1,6 @@
 """The live feed's socket: catch-up after ``after``, then every new delivery."""
 
 import ipaddress
-import queue
 from urllib.parse import urlsplit
 
 from flask import Blueprint, current_app, request
@@ -13,18 +12,20 @@ from .. import deliveries, live
 from ..errors import json_error
 from ..extensions import db, hub, sock
 from ..live import Refusal, event_frame
+from ..server.environ import KEEP_CONNECTION
 
 bp = Blueprint("live", __name__)
 
 # More than this many missed rows are not replayed: the page offers a reload or a search.
 MAX_CATCH_UP = 1000
-# How long an idle socket's thread sleeps before it looks whether the client is gone.
-IDLE_SECONDS = 5.0
 
 
 @bp.before_request
 def refuse_before_the_handshake():
     """Foreign origins and a full worker are refused before any upgrade (no 101)."""
+    # Without compression every socket gets the same bytes for a frame, encoded once;
+    # with it each would need its own compressor, and its CPU, for every delivery.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
     origin = request.headers.get("Origin")
     refused = socket_refusal(origin)
     if refused is None:
@@ -140,26 +141,19 @@ def _proxy_advice() -> str:
 def deliveries_socket(ws):
     """Send every delivery with id > ``after`` (if given), then each new one."""
     after = request.args.get("after", type=int)
-    subscriber = hub.subscribe(current_user.session_token, is_open=lambda: ws.connected)
+    subscriber = hub.subscribe(current_user.session_token)
     try:
         already_sent = _catch_up(ws, after) if after is not None else set()
-        while ws.connected:
-            try:
-                item = subscriber.inbox.get(timeout=IDLE_SECONDS)
-            except queue.Empty:
-                item = None
-            if isinstance(item, int):  # a close code: shutdown, or the session ended
-                ws.close(reason=item)
-                return
-            if item is not None and item[0] not in already_sent:
-                ws.send(item[1])
-            # What clients send is read and dropped, so it cannot pile up in memory.
-            while ws.receive(timeout=0) is not None:
-                pass
-    except ConnectionClosed:
-        pass
-    finally:
+    except (ConnectionClosed, OSError):  # the client left during its catch-up
         hub.unsubscribe(subscriber)
+        return
+    # From here on one thread of this process serves the socket, with every other one.
+    hub.adopt(subscriber, ws, already_sent)
+    keep_connection = request.environ.get(KEEP_CONNECTION)
+    if keep_connection is not None:
+        keep_connection()  # serve's worker: this thread is free, the connection stays
+    else:
+        subscriber.ended.wait()  # any other server would close it when this returns
 
 
 def _catch_up(ws, after: int) -> set[int]:

@@ -12,7 +12,7 @@ from .. import deliveries, disk, metrics, payloads
 from ..errors import json_error
 from ..extensions import callback_writer, db
 from ..logs import database_reason
-from ..server.intake import DECLARED_BODY
+from ..server.environ import DECLARED_BODY
 from ..translatable import N_
 from ..writer import StorageUnavailable
 
