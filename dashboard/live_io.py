@@ -97,8 +97,6 @@ class LiveSockets:
         with self._start_lock:
             if self._owner_pid == os.getpid():
                 return
-            # Threads do not survive fork: each worker starts its own.
-            self._owner_pid = os.getpid()
             self._selector = selectors.DefaultSelector()
             self._wake_in, self._wake_out = socket.socketpair()
             self._wake_in.setblocking(False)
@@ -107,6 +105,9 @@ class LiveSockets:
             self._peers: dict[socket.socket, Peer] = {}
             self._stopping = False
             threading.Thread(target=self._run, name="live-sockets", daemon=True).start()
+            # Threads do not survive fork: each worker starts its own. Set last, since
+            # deliver() and stop() go ahead, without the lock, once it is this process's.
+            self._owner_pid = os.getpid()
 
     def _call(self, call: Callable[[], None]) -> None:
         self._calls.append(call)
