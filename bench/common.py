@@ -1,11 +1,13 @@
 """Plumbing shared by the benchmarks: servers, live feed clients, paced webhooks, figures."""
 
 import argparse
+import base64
 import contextlib
 import json
 import math
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -22,11 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import requests
-
-try:
-    import websocket  # the websocket-client package
-except ImportError:  # reported as a benchmark failure, with the fix
-    websocket = None
+from wsproto.frame_protocol import FrameProtocol
 
 # gunicorn's graceful_timeout is 20 s; idle workers leave far sooner than that.
 STOP_DEADLINE_S = 30.0
@@ -319,50 +317,137 @@ class CpuWatch:
 
 
 class FeedClient:
-    """One websocket on /ws/deliveries, read by its own thread that times every delivery."""
+    """One socket on /ws/deliveries, its deliveries timed by the shared FeedReader thread.
 
-    def __init__(self, ws) -> None:
-        self.ws = ws
-        self.port: int = ws.sock.getsockname()[1]
+    The server's frames are split here, not by a WebSocket library: with hundreds of
+    sockets read by one thread, a full parser would make the client the bottleneck and
+    time its own backlog instead of the server.
+    """
+
+    def __init__(self, sock: socket.socket, buffered: bytes) -> None:
+        self.sock = sock
+        self.port: int = sock.getsockname()[1]
         self.received: dict[str, float] = {}  # messageId -> time.perf_counter() at receipt
         self.duplicates = 0
         self.other_events: Counter[str] = Counter()
         self.caught_up = threading.Event()
         self.error: str | None = None
+        self._buffer = bytearray(buffered)
+        self._pong = FrameProtocol(client=True, extensions=[])
+
+    def take(self, data: bytes, now: float) -> bool:
+        """Handle bytes from the server; False once the socket is closed."""
+        self._buffer += data
+        buffer = self._buffer
+        while len(buffer) >= 2:
+            opcode, length, start = buffer[0] & 0x0F, buffer[1] & 0x7F, 2
+            if length == 126:
+                length, start = int.from_bytes(buffer[2:4]), 4
+            elif length == 127:
+                length, start = int.from_bytes(buffer[2:10]), 10
+            if len(buffer) < start + length:
+                break
+            payload = bytes(buffer[start : start + length])
+            del buffer[: start + length]
+            if opcode == TEXT_OPCODE:  # the server sends every message as one frame
+                self._note(payload, now)
+            elif opcode == PING_OPCODE:
+                self.sock.sendall(self._pong.pong(payload))
+            elif opcode == CLOSE_OPCODE:
+                code = int.from_bytes(payload[:2]) if len(payload) >= 2 else None
+                self.error = f"closed by the server ({code})"
+                return False
+        return True
+
+    def _note(self, frame: bytes, now: float) -> None:
+        event = _EVENT.match(frame)
+        name = event[1].decode() if event else None
+        if name == "delivery":
+            message_id = _MESSAGE_ID.search(frame)[1].decode()
+            if message_id in self.received:
+                self.duplicates += 1
+            else:
+                self.received[message_id] = now
+        elif name == "caught-up":
+            self.caught_up.set()
+        else:
+            self.other_events[str(name)] += 1
+
+
+TEXT_OPCODE, CLOSE_OPCODE, PING_OPCODE = 0x1, 0x8, 0x9
+_EVENT = re.compile(rb'\{"event": "([a-z-]+)"')
+_MESSAGE_ID = re.compile(rb'"messageId": "([^"]*)"')
+
+
+class FeedReader:
+    """One thread that reads every feed client's socket, as a browser's event loop would."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._selector.register(self._wake_in, selectors.EVENT_READ)
         self._stopping = False
-        self._thread = threading.Thread(target=self._read, name=f"feed-{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="feed-reader", daemon=True)
         self._thread.start()
 
-    def _read(self) -> None:
-        try:
-            while True:
-                frame = self.ws.recv()
-                now = time.perf_counter()
-                if not frame:
-                    self.error = "closed by the server"
-                    return
-                message = json.loads(frame)
-                event = message.get("event")
-                if event == "delivery":
-                    message_id = message["data"]["messageId"]
-                    if message_id in self.received:
-                        self.duplicates += 1
-                    else:
-                        self.received[message_id] = now
-                elif event == "caught-up":
-                    self.caught_up.set()
-                else:
-                    self.other_events[str(event)] += 1
-        except Exception as exc:
-            if not self._stopping:
-                self.error = f"{type(exc).__name__}: {exc}"
+    def add(self, client: FeedClient) -> None:
+        """Read ``client``'s socket from now on; what it already holds first."""
+        if not client.take(b"", time.perf_counter()):
+            return
+        self._selector.register(client.sock, selectors.EVENT_READ, client)
 
-    def stop(self) -> None:
-        """Close the socket and wait for the reading thread to end."""
+    def _run(self) -> None:
+        while not self._stopping:
+            for key, _ in self._selector.select():
+                client = key.data
+                if client is None:
+                    continue
+                try:
+                    data = client.sock.recv(262144)
+                    if data and client.take(data, time.perf_counter()):
+                        continue
+                except OSError as exc:
+                    client.error = f"{type(exc).__name__}: {exc}"
+                client.error = client.error or "closed by the server"
+                self._selector.unregister(client.sock)
+
+    def stop(self, clients: list[FeedClient]) -> None:
+        """End the thread and close every client's socket."""
         self._stopping = True
-        self.ws.abort()  # wakes the thread blocked in recv()
+        self._wake_out.send(b"\0")
         self._thread.join(timeout=5)
-        self.ws.shutdown()
+        for client in clients:
+            client.sock.close()
+        self._wake_in.close()
+        self._wake_out.close()
+
+
+def connect_feed(server: Server, cookie: str, after: int) -> FeedClient | None:
+    """Open one signed-in socket, as a browser's handshake does; None when it is a 503."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET /ws/deliveries?after={after} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nOrigin: {server.base_url}\r\nCookie: {cookie}\r\n\r\n"
+        ).encode()
+    )
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        data = sock.recv(65536)
+        if not data:
+            raise BenchError("the server closed a socket during its handshake")
+        answer += data
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    if status == 101:
+        sock.settimeout(None)
+        return FeedClient(sock, rest)
+    sock.close()
+    if status == 503:
+        return None
+    raise BenchError(f"a socket was refused with {status}")
 
 
 @contextlib.contextmanager
@@ -373,40 +458,32 @@ def open_feeds(
     cookie = "; ".join(f"{c.name}={c.value}" for c in session.cookies)
     # after=<the newest id> (0 on an empty database): the server subscribes the socket,
     # then sends a caught-up event, which tells us the socket will get every later row.
-    url = f"ws://127.0.0.1:{server.port}/ws/deliveries?after={after}"
     clients: list[FeedClient] = []
+    reader = FeedReader()
     refused = 0
     deadline = time.monotonic() + CONNECT_DEADLINE_S
     try:
         while len(clients) < count:
             try:
-                ws = websocket.create_connection(
-                    url,
-                    timeout=10,
-                    cookie=cookie,
-                    origin=server.base_url,
-                    skip_utf8_validation=True,
-                    enable_multithread=True,
-                )
-            except websocket.WebSocketBadStatusException as exc:
+                client = connect_feed(server, cookie, after)
+            except OSError as exc:
+                raise BenchError(f"socket {len(clients) + 1} could not connect: {exc}") from None
+            if client is None:
                 # A worker with SOCKETS_PER_WORKER sockets answers 503; the page retries,
                 # and so do we: the next connection may reach another worker.
-                if exc.status_code != 503 or time.monotonic() > deadline:
-                    raise BenchError(f"socket {len(clients) + 1} was refused: {exc}") from None
+                if time.monotonic() > deadline:
+                    raise BenchError(f"socket {len(clients) + 1} was refused: 503")
                 refused += 1
                 time.sleep(POLL_INTERVAL_S)
                 continue
-            except OSError as exc:
-                raise BenchError(f"socket {len(clients) + 1} could not connect: {exc}") from None
-            ws.settimeout(None)
-            clients.append(FeedClient(ws))
+            reader.add(client)
+            clients.append(client)
         for client in clients:
             if not client.caught_up.wait(max(0.0, deadline - time.monotonic())):
                 raise BenchError(f"a socket never caught up ({client.error or 'no event'})")
         yield clients, refused
     finally:
-        for client in clients:
-            client.stop()
+        reader.stop(clients)
 
 
 # --- the webhook load -----------------------------------------------------------------

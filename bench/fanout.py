@@ -2,11 +2,12 @@
 
 Starts ``zapi-dashboard serve`` (gunicorn with the production settings) on a free port of
 127.0.0.1 with a fresh data dir, creates an admin with the CLI, signs in, and opens N
-websocket clients on ``/ws/deliveries``, each read by its own thread that notes when every
-delivery arrived. It measures the server's memory with the N sockets idle, the workers' CPU
-over an idle window (with no socket open, then with the N sockets), and, while webhooks are
-POSTed at a steady pace, the end-to-end latency from the start of each POST to its receipt
-on every socket, next to the round trip of the same POSTs (the baseline of the same run).
+websocket clients on ``/ws/deliveries``, all read by one thread (as a browser's event
+loop reads its page's socket) that notes when every delivery arrived. It measures the
+server's memory with the N sockets idle, the workers' CPU over an idle window (with no
+socket open, then with the N sockets), and, while webhooks are POSTed at a steady pace, the
+end-to-end latency from the start of each POST to its receipt on every socket, next to the
+round trip of the same POSTs (the baseline of the same run).
 The exit code is 0 whatever the figures; non-zero only when the benchmark could not run.
 
 Usage: python bench/fanout.py [--clients 50] [--rate 50] [--duration 30]
@@ -49,7 +50,6 @@ from common import (
     server_env,
     sign_in,
     wait_for_deliveries,
-    websocket,
 )
 
 from dashboard.live import SQLITE_WATCH_SECONDS
@@ -57,8 +57,12 @@ from dashboard.server.gunicorn import DEFAULT_THREADS, DEFAULT_WORKERS
 
 GOAL_P99_MS = 100.0
 GOAL_MAX_MS = 500.0
-GOAL_IDLE_CPU_PERCENT = 1.0
-GOAL_RSS_MB = 150.0
+# A team's 50 screens, and the 500 of a larger team's tabs (from 51 sockets on): what one
+# small VPS must hold with serve's defaults.
+FEW_SOCKETS = 50
+GOAL_IDLE_CPU_PERCENT = {FEW_SOCKETS: 1.0, 500: 2.0}
+GOAL_RSS_MB = {FEW_SOCKETS: 150.0, 500: 250.0}
+GOAL_POST_P99_MS = 50.0  # with 500 sockets: the webhook itself stays fast
 MB = 1_000_000  # the goal's unit; /proc reports KiB
 
 
@@ -430,6 +434,8 @@ def print_report(
     print(load_cpu.report())
 
     rss = sum(row.rss for row in rows)
+    scale = FEW_SOCKETS if args.clients <= FEW_SOCKETS else 500
+    idle_goal, rss_goal = GOAL_IDLE_CPU_PERCENT[scale], GOAL_RSS_MB[scale]
     goals = [
         (
             f"end-to-end p99 < {GOAL_P99_MS:.0f} ms",
@@ -442,14 +448,14 @@ def print_report(
             latency.end_to_end.max < GOAL_MAX_MS,
         ),
         (
-            f"pollers' idle CPU < {GOAL_IDLE_CPU_PERCENT:g}% of a core (*)",
+            f"workers' idle CPU < {idle_goal:g}% of a core (*)",
             f"{cpu_sockets.workers:.2f}%",
-            cpu_sockets.workers < GOAL_IDLE_CPU_PERCENT,
+            cpu_sockets.workers < idle_goal,
         ),
         (
-            f"server RSS < {GOAL_RSS_MB:.0f} MB, {args.clients} idle sockets (**)",
+            f"server RSS < {rss_goal:.0f} MB, {args.clients} idle sockets (**)",
             f"{rss / MB:.1f} MB",
-            rss / MB < GOAL_RSS_MB,
+            rss / MB < rss_goal,
         ),
         (
             "every socket got every message once",
@@ -457,13 +463,20 @@ def print_report(
             latency.missing == 0 and latency.duplicates == 0 and latency.ok == latency.sent,
         ),
     ]
+    if scale != FEW_SOCKETS:
+        goals.append(
+            (
+                f"webhook POST p99 < {GOAL_POST_P99_MS:.0f} ms",
+                f"{latency.post_round_trip.p99:.1f} ms",
+                latency.post_round_trip.p99 < GOAL_POST_P99_MS,
+            )
+        )
     print("\ngoals")
     for label, value, met in goals:
         print(f"  {label:<46}{value:>28}   {'MET' if met else 'NOT MET'}")
     print(
         "  (*) all the CPU the workers used while idle with the sockets open: the pollers,\n"
-        "      but also each socket's own thread (it wakes every few seconds to see whether\n"
-        "      its client is gone) and gunicorn's loop; an upper bound for the pollers.\n"
+        "      the live-sockets thread (a ping per socket every 25 s) and gunicorn's loop.\n"
         f"      The pollers' own threads (the most-waking thread of each worker) used "
         f"{cpu_sockets.waker:.2f}%.\n"
         "  (**) the sum of the processes' RSS counts the pages they share once per process;\n"
@@ -476,8 +489,6 @@ def print_report(
 
 def run(args: argparse.Namespace, workdir: Path) -> None:
     """Start the server, open the sockets, measure idle memory and CPU, then the fan-out."""
-    if websocket is None:
-        raise BenchError("websocket-client is not installed (pip install websocket-client)")
     token = secrets.token_urlsafe(32)
     password = secrets.token_urlsafe(16)
     env = server_env(workdir / "data", token)

@@ -47,7 +47,6 @@ from common import (
     sign_in,
     wait_for_deliveries,
     wait_until_serving,
-    websocket,
 )
 
 from dashboard.config import DEFAULTS
@@ -451,8 +450,6 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     """Benchmark bare Flask at each layout, then the dashboard with its sockets; report."""
     if shutil.which("wrk") is None:
         raise BenchError("wrk is not installed (Debian: apt-get install wrk)")
-    if websocket is None and args.sockets:
-        raise BenchError("websocket-client is not installed (pip install websocket-client)")
     script = write_lua_script(workdir)
     token = secrets.token_urlsafe(32)
     password = secrets.token_urlsafe(16)

@@ -56,7 +56,6 @@ from common import (
     server_env,
     sign_in,
     wait_for_deliveries,
-    websocket,
 )
 
 from dashboard.config import DEFAULTS
@@ -70,9 +69,6 @@ SEARCHED_PHONE = SEED_CALLBACK["phone"]
 SEARCH_PATHS = {"/search page": "/search?phone=", "/api/messages": "/api/messages?phone="}
 # Threads that send the paced searches: enough that a slow answer never delays the next.
 SEARCH_THREADS = 8
-# serve's defaults keep this many threads of a worker free of sockets, for requests; a
-# worker raised to hold more sockets keeps as many free.
-SPARE_THREADS = DEFAULT_THREADS - DEFAULTS["SOCKETS_PER_WORKER"]
 
 
 def parse_args() -> argparse.Namespace:
@@ -93,7 +89,7 @@ def parse_args() -> argparse.Namespace:
         "--threads",
         type=int,
         default=None,
-        help="threads per worker (serve's default, raised to hold the sockets)",
+        help="threads per worker (serve's default)",
     )
     parser.add_argument(
         "--warmup", type=float, default=1.0, help="seconds of unmeasured POSTs first (0: none)"
@@ -156,12 +152,9 @@ class Deployment:
 
 def capacity(args: argparse.Namespace, instance_count: int) -> tuple[int, int]:
     """Threads and sockets per worker that let one worker hold its instance's share of sockets."""
-    # serve's defaults hold 64 sockets a worker; the product's own advice when that is too
-    # few is to raise DASHBOARD_SOCKETS_PER_WORKER and --threads together.
+    # A socket holds no thread: only a share beyond serve's socket limit needs a setting.
     share = math.ceil(args.sockets / instance_count)
-    limit = max(DEFAULTS["SOCKETS_PER_WORKER"], share)
-    threads = args.threads or max(DEFAULT_THREADS, limit + SPARE_THREADS)
-    return threads, limit
+    return args.threads or DEFAULT_THREADS, max(DEFAULTS["SOCKETS_PER_WORKER"], share)
 
 
 def deploy(
@@ -521,8 +514,6 @@ def measure_database(kind: str, args: argparse.Namespace, workdir: Path) -> list
 
 def run(args: argparse.Namespace, workdir: Path) -> None:
     """Measure each database kind asked for, then print the summary and the verdicts."""
-    if websocket is None:
-        raise BenchError("websocket-client is not installed (pip install websocket-client)")
     kinds = [SQLITE, POSTGRESQL] if args.database == "both" else [args.database]
     if POSTGRESQL in kinds and instances.psycopg is None:
         raise BenchError("psycopg is not installed (pip install -e '.[postgres]')")

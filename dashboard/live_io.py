@@ -75,6 +75,10 @@ class LiveSockets:
         ``on_end`` is called once the socket is closed, from the thread.
         """
         ws.sock.setblocking(False)
+        # Frames go out as they come: Nagle's algorithm would hold a frame back until the
+        # client acknowledged the last one, which it may delay by up to 40 ms.
+        with contextlib.suppress(OSError):  # not TCP (a Unix socket, say)
+            ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # simple-websocket would otherwise send its own close frame when the request ends.
         ws.connected = False
         self._ensure_started()

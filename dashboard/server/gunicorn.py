@@ -13,9 +13,10 @@ from ..logs import protect
 from .worker import DashboardWorker
 
 # Sized for a 1-2 core VPS: one worker process (the master restarts it if it dies) keeps
-# the whole server near 140 MB, and its threads are enough for 50 open dashboards, each
-# holding a live socket, with threads to spare for Z-API's webhook calls. SQLite takes one
-# writer at a time anyway; --workers 2 adds a second core's worth of page rendering.
+# the whole server near 150 MB, and its threads serve Z-API's webhook calls and the pages.
+# Open dashboards' live sockets hold no thread (dashboard/live_io.py), nor do slow clients
+# (dashboard/server/worker.py). SQLite takes one writer at a time anyway; --workers 2 adds
+# a second core's worth of page rendering.
 DEFAULT_WORKERS = 1
 DEFAULT_THREADS = 96
 HOST_HINT = "use --host 127.0.0.1 (or 0.0.0.0 for every address of this machine)"
