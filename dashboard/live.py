@@ -45,6 +45,10 @@ BATCH = 500
 # A disabled user's or ended session's sockets close within this many seconds.
 SESSION_CHECK_SECONDS = 3.0
 FALLBACK_READ_SECONDS = 1.0
+# When every commit wakes the poller (serve's single worker, or PostgreSQL's notifications
+# up), the read in case of a row stored elsewhere comes this often: on a 1-2 core VPS,
+# every wake-up of an idle server costs far more than its few queries suggest.
+IDLE_READ_SECONDS = 5.0
 GOING_AWAY, POLICY_VIOLATION = 1001, 1008
 # What a browser's location.origin can be: a scheme, a host (IDNs come as punycode) and a
 # port; anything more is no origin.
@@ -191,6 +195,7 @@ class Hub:
         self._owner_pid: int | None = None
         self._listener: notifications.Listener | None = None
         self._sockets = LiveSockets()
+        self._watch_others = True
 
     @property
     def count(self) -> int:
@@ -265,7 +270,6 @@ class Hub:
 
     def _run(self) -> None:
         changed = self._change_detector()
-        interval = SQLITE_WATCH_SECONDS if self._db.is_sqlite else POSTGRES_POLL_SECONDS
         next_session_check = 0.0
         next_read = 0.0
         while True:
@@ -274,7 +278,9 @@ class Hub:
                 # Checked again after clearing: a subscribe() in between must not be lost.
                 if not self._subscribers:
                     self._wake.wait()  # no socket open: no polling at all
-            woken = self._wake.wait(interval)
+            watch = self._watch_interval()
+            due = min(next_session_check, next_read) - time.monotonic()
+            woken = self._wake.wait(max(0.0, due if watch is None else min(watch, due)))
             self._wake.clear()
             try:
                 now = time.monotonic()
@@ -282,15 +288,33 @@ class Hub:
                 if now >= next_session_check:
                     self._close_ended_sessions()
                     next_session_check = now + SESSION_CHECK_SECONDS
-                # A read at least every second even if nothing seemed to change: coarse file
-                # timestamps can hide a commit that left the WAL at the same size.
-                if woken or changed() or now >= next_read:
+                # A read now and then even if nothing seemed to change: coarse file
+                # timestamps can hide a commit that left the WAL at the same size, and a
+                # command on the same data dir stores rows without telling this process.
+                if woken or (watch is not None and changed()) or now >= next_read:
                     self._emit()
-                    next_read = now + FALLBACK_READ_SECONDS
+                    next_read = now + (FALLBACK_READ_SECONDS if watch else IDLE_READ_SECONDS)
             except SQLAlchemyError as exc:
                 log.warning("Live feed could not read the database: %s", database_reason(exc))
                 metrics.count_database_error("live")
                 time.sleep(1)
+
+    def watch_other_processes(self, watch: bool) -> None:
+        """Whether other processes may store rows on SQLite (another worker, say).
+
+        Serve's single worker stores every row itself and wakes its poller at each commit:
+        it needs no watch on the file, and its poller sleeps until woken, or until the
+        session check (every 3 s) or the read in case of a row from elsewhere (a command
+        on the same data dir; every 5 s) is due, instead of waking 20 times a second.
+        """
+        self._watch_others = watch
+
+    def _watch_interval(self) -> float | None:
+        """How often to look for commits the poller is not told of; None: it is told of all."""
+        if self._db.is_sqlite:
+            return SQLITE_WATCH_SECONDS if self._watch_others else None
+        listening = self._listener is not None and self._listener.connected
+        return None if listening else POSTGRES_POLL_SECONDS
 
     def _close_ended_sessions(self) -> None:
         with self._lock:

@@ -99,6 +99,8 @@ class DashboardWorker(ThreadWorker):
         from ..retention import Pruner
 
         config = self.flask_app.config
+        # With one worker, every row this server stores is its own: nothing to watch for.
+        hub.watch_other_processes(self.cfg.workers > 1)
         # An app without retention settings (say, a benchmark's bare app) prunes nothing.
         days = config.get("RETENTION_DAYS", 0)
         # Logged through gunicorn's error log, so the pruner's reports reach the console.
