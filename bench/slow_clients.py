@@ -57,7 +57,7 @@ class SlowClients:
         self.connections: list[socket.socket] = []
         head = (
             f"POST /webhooks/{TOKEN} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+            "Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n"
         ).encode()
         for index in range(count):
             connection = socket.create_connection(("127.0.0.1", port), timeout=30)
