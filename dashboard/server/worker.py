@@ -123,7 +123,10 @@ class DashboardWorker(ThreadWorker):
             return
         waiting = _Waiting(Intake(self._body_limit), time.monotonic() + self._request_seconds)
         self._waiting[conn] = waiting
-        conn.sock.setblocking(False)
+        # A kept-alive connection is non-blocking already; each call would be a system
+        # call, and a release of the GIL, in the loop every request goes through.
+        if conn.sock.gettimeout() != 0.0:
+            conn.sock.setblocking(False)
         # Bytes read past the previous request (a pipelining client) come first.
         leftover = conn.parser.unreader.take_buffered() if conn.parser else b""
         if leftover and self._advance(conn, leftover):
