@@ -19,6 +19,7 @@ from functools import partial
 
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
 
+from ..config import DEFAULTS
 from .environ import DECLARED_BODY, KEEP_CONNECTION
 from .intake import Intake, Step
 
@@ -31,9 +32,6 @@ TIMED_OUT = (
     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
     % (len(_TIMED_OUT_MESSAGE), _TIMED_OUT_MESSAGE)
 )
-# The largest body a bare app (a benchmark's) accepts: the dashboard's own default.
-DEFAULT_BODY_LIMIT = 64 * 1024
-DEFAULT_REQUEST_SECONDS = 30.0
 # How often deadlines are looked at: a 408 comes at most this late.
 SCAN_SECONDS = 0.25
 # How long a stopping worker waits for its live sockets to close (each client has 2 s to
@@ -76,9 +74,10 @@ class DashboardWorker(ThreadWorker):
         """Load the app as gunicorn does, and read the limits the intake applies."""
         super().load_wsgi()
         self.flask_app = self.wsgi
-        config = self.flask_app.config
-        self._body_limit = config.get("MAX_WEBHOOK_BODY", DEFAULT_BODY_LIMIT)
-        self._request_seconds = config.get("REQUEST_SECONDS", DEFAULT_REQUEST_SECONDS)
+        # A bare app (a benchmark's) has no such settings: it gets the dashboard's defaults.
+        config = {**DEFAULTS, **self.flask_app.config}
+        self._body_limit = config["MAX_WEBHOOK_BODY"]
+        self._request_seconds = config["REQUEST_SECONDS"]
         self.wsgi = partial(_serve_with_environ, self.flask_app)
 
     def handle_exit(self, sig, frame):
