@@ -58,7 +58,7 @@ class Intake:
 
     def __init__(self, body_limit: int) -> None:
         self.buffered = bytearray()
-        self.continued = False  # whether "100 Continue" was sent
+        self._continued = False  # whether the client was told to send its body
         self._body_limit = body_limit
         self._body_start: int | None = None
         self._framing: _Framing | None = None
@@ -76,7 +76,8 @@ class Intake:
             self._body_start = self._next_chunk = end + len(HEAD_END)
             self._framing = _framing(bytes(self.buffered[:end]))
         reading = self._body_reading()
-        if reading.step is Step.MORE and self._framing.expects_continue and not self.continued:
+        if reading.step is Step.MORE and self._framing.expects_continue and not self._continued:
+            self._continued = True  # asked for once: the caller sends "100 Continue"
             return Reading(Step.CONTINUE, reading.declared)
         return reading
 

@@ -47,11 +47,10 @@ _KEPT = object()
 
 @dataclass
 class _Waiting:
-    """A connection in the intake: its request so far, when it must be whole, if polled."""
+    """A connection in the intake: its request so far, and when it must be whole."""
 
     intake: Intake
     deadline: float
-    watched: bool = False
 
 
 class DashboardWorker(ThreadWorker):
@@ -120,8 +119,8 @@ class DashboardWorker(ThreadWorker):
         if self.cfg.is_ssl:
             super().enqueue_req(conn)  # TLS is the proxy's job; gunicorn's way then
             return
-        waiting = _Waiting(Intake(self._body_limit), time.monotonic() + self._request_seconds)
-        self._waiting[conn] = waiting
+        deadline = time.monotonic() + self._request_seconds
+        self._waiting[conn] = _Waiting(Intake(self._body_limit), deadline)
         # A kept-alive connection is non-blocking already; each call would be a system
         # call, and a release of the GIL, in the loop every request goes through.
         if conn.sock.gettimeout() != 0.0:
@@ -134,7 +133,6 @@ class DashboardWorker(ThreadWorker):
         if self._receive(conn):
             return
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
-        waiting.watched = True
 
     def _on_readable(self, conn, _client):
         self._receive(conn)
@@ -158,12 +156,10 @@ class DashboardWorker(ThreadWorker):
 
     def _advance(self, conn, data: bytes) -> bool:
         """Feed ``data`` to ``conn``'s intake and act on it; True once it left the intake."""
-        intake = self._waiting[conn].intake
-        reading = intake.feed(data)
+        reading = self._waiting[conn].intake.feed(data)
         if reading.step is Step.MORE:
             return False
         if reading.step is Step.CONTINUE:
-            intake.continued = True
             _send_quietly(conn.sock, CONTINUE)
             return False
         if reading.step is Step.OVERSIZE:
@@ -176,7 +172,8 @@ class DashboardWorker(ThreadWorker):
 
     def _leave_intake(self, conn) -> _Waiting:
         waiting = self._waiting.pop(conn)
-        if waiting.watched:
+        # Only those that had to wait for more bytes were ever put on the poller.
+        if conn.sock in self.poller.get_map():
             self.poller.unregister(conn.sock)
         return waiting
 
