@@ -112,10 +112,6 @@ class Subscriber:
         self.ended = threading.Event()
         self.inbox: queue.SimpleQueue[Outgoing | int] = queue.SimpleQueue()
 
-    def is_open(self) -> bool:
-        """Whether the socket is still open."""
-        return not self.ended.is_set()
-
 
 def event_frame(name: str, data: dict) -> str:
     """One text frame of the live protocol: ``{"event": name, "data": data}``."""
@@ -200,9 +196,9 @@ class Hub:
     @property
     def count(self) -> int:
         """How many sockets this process has open."""
+        # The socket thread unsubscribes a socket as soon as it has closed.
         with self._lock:
-            subscribers = list(self._subscribers)
-        return sum(1 for subscriber in subscribers if subscriber.is_open())
+            return len(self._subscribers)
 
     def subscribe(self, session_token: str | None = None) -> Subscriber:
         """Register a socket; every row committed after this call will reach its inbox.
@@ -325,10 +321,11 @@ class Hub:
             alive = accounts.live_session_tokens(
                 session, {subscriber.session_token for subscriber in subscribers}
             )
-        for subscriber in subscribers:
-            if subscriber.session_token not in alive:
-                subscriber.inbox.put(POLICY_VIOLATION)
-        self._sockets.deliver()
+        ended = [s for s in subscribers if s.session_token not in alive]
+        for subscriber in ended:
+            subscriber.inbox.put(POLICY_VIOLATION)
+        if ended:  # otherwise nothing for the socket thread to do: let it sleep
+            self._sockets.deliver()
 
     def _emit(self) -> None:
         cursor = self._cursor
@@ -363,10 +360,11 @@ class Hub:
             self._wake.set()  # more are waiting
 
     def _change_detector(self) -> Callable[[], bool]:
-        """A cheap check for commits made by other processes."""
+        """A cheap check for commits made by other processes, asked when one is watched."""
         if not self._db.is_sqlite:
-            # Notifications wake the poller; only while they are down must it poll.
-            return lambda: self._listener is None or not self._listener.connected
+            # Only asked while notifications are down (_watch_interval): then every look
+            # is a read.
+            return lambda: True
         database = Path(self._db.engine.url.database)
         watched = (database, database.with_name(database.name + "-wal"))
         last: list = []
