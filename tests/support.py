@@ -106,6 +106,27 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
+def port_of(server: Server) -> int:
+    """The port ``server`` listens on."""
+    return int(server.base_url.rsplit(":", 1)[1])
+
+
+def request_head(port: int, framing: str) -> bytes:
+    """A webhook POST's request line and headers, ``framing`` being the body's header."""
+    return (
+        f"POST /webhooks/{TOKEN} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nAccept-Language: en\r\n{framing}\r\n\r\n"
+    ).encode()
+
+
+def read_until_closed(connection: socket.socket) -> bytes:
+    """Everything the server sends on ``connection`` until it closes it."""
+    answer = b""
+    while chunk := connection.recv(65536):
+        answer += chunk
+    return answer
+
+
 def cli_command(*args: str) -> list[str]:
     """The installed ``zapi-dashboard`` console script with ``args``."""
     return [str(Path(sys.executable).with_name("zapi-dashboard")), *args]

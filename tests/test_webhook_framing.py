@@ -9,7 +9,15 @@ from sqlalchemy import create_engine, func, select, text
 from dashboard.extensions import db
 from dashboard.models import Delivery, RejectedRequest
 
-from .support import SEED, TOKEN, Server, database_for, wait_until
+from .support import (
+    SEED,
+    Server,
+    database_for,
+    port_of,
+    read_until_closed,
+    request_head,
+    wait_until,
+)
 
 pytestmark = pytest.mark.server
 
@@ -35,28 +43,14 @@ CHUNKED_CASES = [
 ]
 
 
-def request_head(port: int, framing: str) -> bytes:
-    """A webhook POST's request line and headers, ``framing`` being the body's header."""
-    return (
-        f"POST /webhooks/{TOKEN} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Content-Type: application/json\r\nAccept-Language: en\r\n{framing}\r\n\r\n"
-    ).encode()
-
-
-def port_of(server: Server) -> int:
-    return int(server.base_url.rsplit(":", 1)[1])
-
-
 def exchange(server: Server, raw: bytes, half_close: bool) -> tuple[int, dict]:
     """Send ``raw``, read until the server closes; the answer's status and JSON body."""
     with socket.create_connection(("127.0.0.1", port_of(server)), timeout=60) as connection:
         connection.sendall(raw)
         if half_close:
             connection.shutdown(socket.SHUT_WR)
-        answer = b""
         # Until EOF: the server must close a connection whose framing it lost.
-        while chunk := connection.recv(65536):
-            answer += chunk
+        answer = read_until_closed(connection)
     head, _, body = answer.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(body)
 
