@@ -85,3 +85,20 @@ def test_continue_is_asked_for_once():
 def test_sending_far_more_than_the_limit_is_refused_even_in_tiny_chunks():
     raw = POST + b"Transfer-Encoding: chunked\r\n\r\n" + b"1\r\nx\r\n" * (LIMIT // 2)
     assert reading_of(raw).step is Step.OVERSIZE
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        POST + b"Content-Length: 5\r\n\r\nhello",
+        POST + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(b"hello"),
+    ],
+    ids=["content-length", "chunked"],
+)
+def test_a_small_request_is_whole_however_many_pipelined_ones_follow_it(request_bytes):
+    # Far more than twice the limit in all, but each request is small: the bytes after
+    # the first one are the next requests', not an oversize body.
+    burst = request_bytes * (3 * LIMIT // len(request_bytes))
+    reading = reading_of(burst)
+    assert reading.step is Step.WHOLE
+    assert reading.declared == 5

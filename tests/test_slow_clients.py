@@ -153,3 +153,12 @@ def test_pipelined_requests_are_each_answered(small_server):
             assert chunk, f"closed after {answers!r}"
             answers += chunk
     assert stored_ids(small_server, "pipelined-") == {f"pipelined-{n}" for n in range(3)}
+
+
+
+def test_no_longer_reading_a_client_that_is_gone_does_not_fail_the_poller():
+    from dashboard.server.worker import _stop_reading
+
+    closed = socket.socket()
+    closed.close()
+    _stop_reading(closed)  # shutdown() fails with EBADF here, not ENOTCONN

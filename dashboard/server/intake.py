@@ -85,12 +85,14 @@ class Intake:
         framing, received = self._framing, len(self.buffered) - self._body_start
         if framing.unclear:
             return Reading(Step.UNCLEAR)
-        # Chunk sizes, extensions and trailers may take more room than the data; beyond
-        # twice the limit no acceptable request is still being sent.
-        if received > 2 * self._body_limit + MAX_CHUNK_LINE:
-            return Reading(Step.OVERSIZE, received)
         if framing.chunked:
-            return self._chunks()
+            reading = self._chunks()
+            # Chunk sizes, extensions and trailers may take more room than the data; beyond
+            # twice the limit no acceptable request is still being sent. Bytes past a
+            # request that is whole are the next pipelined requests', not its own.
+            if reading.step is Step.MORE and received > 2 * self._body_limit + MAX_CHUNK_LINE:
+                return Reading(Step.OVERSIZE, received)
+            return reading
         if framing.length is None:
             return Reading(Step.WHOLE)  # a request without framing headers has no body
         if framing.length > self._body_limit:
