@@ -155,7 +155,6 @@ def test_pipelined_requests_are_each_answered(small_server):
     assert stored_ids(small_server, "pipelined-") == {f"pipelined-{n}" for n in range(3)}
 
 
-
 def test_no_longer_reading_a_client_that_is_gone_does_not_fail_the_poller():
     from dashboard.server.worker import _stop_reading
 
