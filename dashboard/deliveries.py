@@ -16,7 +16,6 @@ from sqlalchemy import (
     delete,
     func,
     insert,
-    or_,
     select,
     union,
 )
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from . import lids
 from .database import upsert_insert
+from .messages import queries
 from .messages import store as messages
 from .models import Delivery, RejectedRequest, StatusMessageId, UTCDateTime, iso_utc, utcnow
 from .payloads import Callback
@@ -269,34 +269,19 @@ def get(session: Session, delivery_id: int) -> Delivery | None:
 
 def related(session: Session, delivery: Delivery) -> list[Delivery]:
     """Other callbacks about the same message (statuses, repeats), oldest first."""
-    conditions = []
-    if delivery.message_id:
-        conditions += [
-            Delivery.message_id == delivery.message_id,
-            Delivery.id.in_(
-                select(StatusMessageId.delivery_id).where(
-                    StatusMessageId.message_id == delivery.message_id
-                )
-            ),
-        ]
+    # The message it is about, and the sends its statuses are about: their sends, echoes
+    # and the other statuses about any of them.
+    message_ids = [delivery.message_id] if delivery.message_id else []
+    message_ids += [row.message_id for row in delivery.status_ids]
+    lookups = queries.naming(message_ids) if message_ids else []
     if delivery.zaap_id:
-        conditions.append(Delivery.zaap_id == delivery.zaap_id)
-    status_ids = [row.message_id for row in delivery.status_ids]
-    if status_ids:
-        # The sends these statuses are about, and the other statuses about any of them.
-        conditions += [
-            Delivery.message_id.in_(status_ids),
-            Delivery.id.in_(
-                select(StatusMessageId.delivery_id).where(
-                    StatusMessageId.message_id.in_(status_ids)
-                )
-            ),
-        ]
-    if not conditions:
+        lookups.append(select(Delivery.id).where(Delivery.zaap_id == delivery.zaap_id))
+    if not lookups:
         return []
     query = (
+        # Each lookup goes through its own index; an OR of them would read every row.
         select(Delivery)
-        .where(or_(*conditions), Delivery.id != delivery.id)
+        .where(Delivery.id.in_(union(*lookups)), Delivery.id != delivery.id)
         .order_by(Delivery.received_at, Delivery.id)
         .limit(RELATED_LIMIT)
     )

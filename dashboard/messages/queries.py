@@ -186,13 +186,20 @@ def _about(message: Message) -> ColumnElement:
         if not message.instance_id
         else (Delivery.instance_id == message.instance_id)
     )
-    statuses = select(StatusMessageId.delivery_id).where(
-        StatusMessageId.message_id == message.message_id
-    )
-    return and_(
-        same_instance,
-        or_(Delivery.message_id == message.message_id, Delivery.id.in_(statuses)),
-    )
+    return and_(same_instance, Delivery.id.in_(union(*naming([message.message_id]))))
+
+
+def naming(message_ids: list[str]) -> list[Select]:
+    """Two lookups of the ids of callbacks naming one of ``message_ids``, to join in a UNION.
+
+    Their sends and echoes, and the statuses whose ids[] list them, each through its own
+    index: written as one OR of the two, PostgreSQL reads every stored callback to find
+    the few that match.
+    """
+    return [
+        select(Delivery.id).where(Delivery.message_id.in_(message_ids)),
+        select(StatusMessageId.delivery_id).where(StatusMessageId.message_id.in_(message_ids)),
+    ]
 
 
 def _joined(branches: list) -> Iterator:
