@@ -299,22 +299,30 @@ def messages_of(session: Session, deliveries: list[Delivery]) -> dict[int, News]
     """The message each callback is about, with its latest news, by callback id; one query."""
     if not deliveries:
         return {}
-    # A status is about the first message its ids[] name, stored as its message_id.
+    ids = [delivery.id for delivery in deliveries]
+    rows = session.execute(_messages_of_statement(), {"ids": ids})
+    return {row[0]: News.of(row[1], row[2]) for row in rows}
+
+
+@cache
+def _messages_of_statement() -> Select:
+    # Built once: the live feed asks this for every batch of new rows, and building the
+    # statement (its alias above all) costs several times what running it does.
     news_at = aliased(Delivery)
-    query = (
+    return (
         select(Delivery.id, Message, news_at.received_at)
         .select_from(Delivery)
         .join(
             Message,
+            # A status is about the first message its ids[] name, stored as its message_id.
             and_(
                 Message.instance_id == func.coalesce(Delivery.instance_id, ""),
                 Message.message_id == Delivery.message_id,
             ),
         )
         .outerjoin(news_at, news_at.id == Message.last_delivery_id)
-        .where(Delivery.id.in_([delivery.id for delivery in deliveries]))
+        .where(Delivery.id.in_(bindparam("ids", expanding=True)))
     )
-    return {row[0]: News.of(row[1], row[2]) for row in session.execute(query)}
 
 
 def latest(session: Session, limit: int) -> list[News]:
