@@ -16,6 +16,7 @@ from .extensions import db
 from .logs import database_reason
 from .server import gunicorn as server
 from .server import lock as server_lock
+from .server import open_files
 from .settings import store as settings
 
 # Where `serve` listens by default, and what `webhook-url` falls back to.
@@ -88,6 +89,10 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             f"No account exists yet. Create the first admin (link valid 24 h, once): "
             f"{public_base(app, local)}/setup/{token}"
         )
+    needed = open_files.files_needed(app.config["SOCKETS_PER_WORKER"], server.WORKER_CONNECTIONS)
+    too_few_files = open_files.raise_limit(needed)
+    if too_few_files:
+        click.echo(f"Warning: {too_few_files}", err=True)
     db.engine.dispose()  # workers open their own connections
     server.run(server.server_options(host, port, workers, threads), app)
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import socket
 import subprocess
 import sys
@@ -138,12 +139,15 @@ def start_server(
     env: dict | None = None,
     name: str = "server",
     port: int | None = None,
+    open_files: int | None = None,
 ) -> Server:
     """Start ``zapi-dashboard serve`` (on a free port by default); wait for /healthz.
 
-    A variable given as None in ``env`` is left unset (say, the webhook token).
+    A variable given as None in ``env`` is left unset (say, the webhook token);
+    ``open_files`` lowers the limit on open files the server starts with.
     """
     port = port or free_port()
+    limit = None if open_files is None else functools.partial(_limit_open_files, open_files)
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / f"{name}.log"
     environment = child_env(data_dir, **{"DASHBOARD_WEBHOOK_TOKEN": TOKEN, **(env or {})})
@@ -154,10 +158,16 @@ def start_server(
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=limit,
         )
     server = Server(process, f"http://127.0.0.1:{port}", data_dir, log_path)
     wait_until_healthy(server)
     return server
+
+
+def _limit_open_files(soft: int) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def wait_until_healthy(server: Server, verify: str | bool = True) -> None:

@@ -19,6 +19,9 @@ from .worker import DashboardWorker
 # a second core's worth of page rendering.
 DEFAULT_WORKERS = 1
 DEFAULT_THREADS = 96
+# The connections one worker serves at once (gunicorn's own default), live sockets aside:
+# those are the dashboard's, up to DASHBOARD_SOCKETS_PER_WORKER.
+WORKER_CONNECTIONS = 1000
 HOST_HINT = "use --host 127.0.0.1 (or 0.0.0.0 for every address of this machine)"
 
 
@@ -56,6 +59,7 @@ def server_options(host: str, port: int, workers: int, threads: int) -> dict:
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
+        "worker_connections": WORKER_CONNECTIONS,
         "worker_class": DashboardWorker,
         "logger_class": RedactingLogger,
         "accesslog": "-",
