@@ -66,3 +66,26 @@ def test_a_limit_already_high_enough_is_left_alone():
     )
     ran = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
     assert ran.stdout.split() == ["None", str(NEEDED + 5)]
+
+
+def test_a_sandbox_that_forbids_raising_the_limit_gets_the_warning_not_a_crash():
+    # What systemd's SystemCallFilter=~@resources makes of the call: EPERM.
+    child = (
+        "import resource\n"
+        "from dashboard.server import open_files\n"
+        "def refuse(*args):\n"
+        "    raise PermissionError(1, 'Operation not permitted')\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1500))\n"
+        "open_files.resource.setrlimit = refuse\n"
+        f"print(open_files.raise_limit({NEEDED}))\n"
+        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    warning, soft = ran.stdout.strip().rsplit("\n", 1)
+    assert soft == "256"
+    assert "lets a process open 256 files" in warning
+
+
+def test_the_systemd_unit_gives_the_limit_a_worker_needs():
+    unit = (Path(__file__).parents[1] / "deploy" / "zapi-dashboard.service").read_text()
+    assert int(re.search(r"^LimitNOFILE=(\d+)$", unit, re.MULTILINE)[1]) >= NEEDED
