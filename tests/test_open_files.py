@@ -41,48 +41,43 @@ def test_a_server_started_with_a_stock_limit_raises_it_for_its_workers(tmp_path)
         stop_server(server)
 
 
-def test_a_limit_the_system_will_not_raise_is_said_and_used_whole():
-    # The hard limit cannot be raised again once lowered, so this runs in a child.
+def raise_in_child(soft: int, hard: int, forbidden: bool = False) -> tuple[str, int]:
+    """What raise_limit says in a process started at ``soft``/``hard``, and its soft limit then.
+
+    A child, since a lowered hard limit cannot be raised again; ``forbidden`` makes the
+    call fail with EPERM, as systemd's SystemCallFilter=~@resources does.
+    """
     child = (
         "import resource\n"
-        "from dashboard.server.open_files import raise_limit\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1500))\n"
-        f"print(raise_limit({NEEDED}))\n"
+        "from dashboard.server import open_files\n"
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard}))\n"
+        f"if {forbidden}:\n"
+        "    def refuse(*args):\n"
+        "        raise PermissionError(1, 'Operation not permitted')\n"
+        "    open_files.resource.setrlimit = refuse\n"
+        f"print(open_files.raise_limit({NEEDED}))\n"
         "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
     )
     ran = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
-    warning, soft = ran.stdout.strip().rsplit("\n", 1)
-    assert soft == "1500"
+    assert ran.returncode == 0, ran.stderr
+    warning, soft_after = ran.stdout.strip().rsplit("\n", 1)
+    return warning, int(soft_after)
+
+
+def test_a_limit_the_system_will_not_raise_is_said_and_used_whole():
+    warning, soft = raise_in_child(256, 1500)
+    assert soft == 1500
     assert "lets a process open 1500 files" in warning
     assert f"LimitNOFILE={NEEDED}" in warning
 
 
 def test_a_limit_already_high_enough_is_left_alone():
-    child = (
-        "import resource\n"
-        "from dashboard.server.open_files import raise_limit\n"
-        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({NEEDED + 5}, {NEEDED + 5}))\n"
-        f"print(raise_limit({NEEDED}), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
-    )
-    ran = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
-    assert ran.stdout.split() == ["None", str(NEEDED + 5)]
+    assert raise_in_child(NEEDED + 5, NEEDED + 5) == ("None", NEEDED + 5)
 
 
 def test_a_sandbox_that_forbids_raising_the_limit_gets_the_warning_not_a_crash():
-    # What systemd's SystemCallFilter=~@resources makes of the call: EPERM.
-    child = (
-        "import resource\n"
-        "from dashboard.server import open_files\n"
-        "def refuse(*args):\n"
-        "    raise PermissionError(1, 'Operation not permitted')\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1500))\n"
-        "open_files.resource.setrlimit = refuse\n"
-        f"print(open_files.raise_limit({NEEDED}))\n"
-        "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
-    )
-    ran = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
-    warning, soft = ran.stdout.strip().rsplit("\n", 1)
-    assert soft == "256"
+    warning, soft = raise_in_child(256, 1500, forbidden=True)
+    assert soft == 256
     assert "lets a process open 256 files" in warning
 
 
