@@ -110,6 +110,9 @@ class Delivery(Base):
     __table_args__ = (
         # (key, id): a number's callbacks come out of the index already newest first.
         Index("ix_deliveries_phone_key_reversed_id", phone_key_reversed, id),
+        # (key, type, id): the customer's replies after a message, without walking our own
+        # sends and their statuses, which in a chat we write to all day are nearly all of it.
+        Index("ix_deliveries_phone_key_reversed_type_id", phone_key_reversed, type, id),
         Index(
             "ix_deliveries_participant_key_reversed_id",
             participant_key_reversed,

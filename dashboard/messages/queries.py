@@ -3,7 +3,7 @@
 Functions take a Session and never commit.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -17,7 +17,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     func,
-    literal,
     or_,
     select,
     union,
@@ -155,41 +154,49 @@ def get(session: Session, message_pk: int) -> Message | None:
 
 def callbacks(session: Session, message: Message) -> list[Delivery]:
     """The callbacks about ``message``, oldest first: its evidence."""
-    query = select(Delivery).where(_about(message)).order_by(Delivery.id).limit(CALLBACKS_LIMIT)
-    return list(session.scalars(query))
+    ids = callback_ids_of(session, [message])[message.id]
+    return list(session.scalars(select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id)))
 
 
 def callback_ids_of(session: Session, messages: list[Message]) -> dict[int, list[int]]:
     """The ids of each message's ``callbacks``, by message id, one query per 100 messages."""
-    branches = [
-        select(literal(message.id, Integer).label("message_pk"), Delivery.id.label("delivery_id"))
-        .where(_about(message))
-        .order_by(Delivery.id)
-        .limit(CALLBACKS_LIMIT)
-        .subquery()
-        for message in messages
-    ]
     found: dict[int, list[int]] = {message.id: [] for message in messages}
-    for pairs in _joined(branches):
-        query = select(pairs.c.message_pk, pairs.c.delivery_id).order_by(
-            pairs.c.message_pk, pairs.c.delivery_id
-        )
-        for message_pk, delivery_id in session.execute(query):
-            found[message_pk].append(delivery_id)
+    for message_pk, delivery_id in _per_message(
+        session, messages, _callback_ids_statement, _callback_ids_values
+    ):
+        found[message_pk].append(delivery_id)
     return found
 
 
-def _about(message: Message) -> ColumnElement:
-    # A callback about the message: its own send and echo, or a status naming it in ids[].
-    same_instance = (
-        Delivery.instance_id.is_(None)
-        if not message.instance_id
-        else (Delivery.instance_id == message.instance_id)
+@cache
+def _callback_ids_statement(count: int) -> Select:
+    # A callback about a message: its own send and echo, or a status naming it in ids[].
+    def about(n: int) -> Select:
+        return (
+            select(_message_pk(n), Delivery.id.label("delivery_id"))
+            .where(
+                func.coalesce(Delivery.instance_id, "") == bindparam(f"instance_{n}"),
+                Delivery.id.in_(union_all(*naming([bindparam(f"message_id_{n}")]))),
+            )
+            .order_by(Delivery.id)
+            .limit(CALLBACKS_LIMIT)
+        )
+
+    pairs = _joined([about(n) for n in range(count)])
+    return select(pairs.c.message_pk, pairs.c.delivery_id).order_by(
+        pairs.c.message_pk, pairs.c.delivery_id
     )
-    return and_(same_instance, Delivery.id.in_(union(*naming([message.message_id]))))
 
 
-def naming(message_ids: list[str]) -> list[Select]:
+def _callback_ids_values(n: int, message: Message) -> dict:
+    return {
+        f"message_pk_{n}": message.id,
+        f"instance_{n}": message.instance_id or "",
+        f"message_id_{n}": message.message_id,
+    }
+
+
+def naming(message_ids: list) -> list[Select]:
     """Two lookups of the ids of callbacks naming one of ``message_ids``, to join in a UNION.
 
     Their sends and echoes, and the statuses whose ids[] list them, each through its own
@@ -202,11 +209,34 @@ def naming(message_ids: list[str]) -> list[Select]:
     ]
 
 
-def _joined(branches: list) -> Iterator:
-    # The per-message branches, _MESSAGES_PER_QUERY to a statement, each joined in one.
-    for start in range(0, len(branches), _MESSAGES_PER_QUERY):
-        chunk = branches[start : start + _MESSAGES_PER_QUERY]
-        yield union_all(*(select(branch) for branch in chunk)).subquery()
+def _per_message(
+    session: Session,
+    messages: list[Message],
+    statement: Callable[[int], Select],
+    values: Callable[[int, Message], dict],
+    **shared,
+) -> Iterator:
+    """The rows of ``statement`` for ``messages``, _MESSAGES_PER_QUERY at a time.
+
+    Each statement has one branch per message, built once per count and cached, its
+    values bound at each call: building 50 branches costs far more than running them.
+    """
+    for start in range(0, len(messages), _MESSAGES_PER_QUERY):
+        chunk = messages[start : start + _MESSAGES_PER_QUERY]
+        bound = dict(shared)
+        for n, message in enumerate(chunk):
+            bound.update(values(n, message))
+        yield from session.execute(statement(len(chunk)), bound)
+
+
+def _message_pk(n: int):
+    # The row id of the branch's message, typed so that PostgreSQL can join the branches.
+    return bindparam(f"message_pk_{n}", type_=Integer).label("message_pk")
+
+
+def _joined(branches: list[Select]):
+    # One statement's branches, each cut to its own limit, joined in one.
+    return union_all(*(select(branch.subquery()) for branch in branches)).subquery()
 
 
 def replies(session: Session, message: Message) -> list[Delivery]:
@@ -218,33 +248,47 @@ def replies_of(
     session: Session, messages: list[Message], limit: int = REPLIES_LIMIT
 ) -> dict[int, list[Delivery]]:
     """The first ``limit`` of each message's ``replies``, by message id, one query per 100."""
-    # One branch per message, each read from the chat's (key, id) index from the message
-    # on and cut at its limit, then joined: a window over every reply in a busy chat
-    # would read them all, for each message.
-    branches = [
-        select(literal(message.id, Integer).label("message_pk"), Delivery.id.label("delivery_id"))
-        .where(
-            Delivery.phone_key_reversed == message.phone_key_reversed,
-            Delivery.type == "ReceivedCallback",
-            Delivery.from_me.is_(False),
-            Delivery.id > message.first_delivery_id,
-        )
-        .order_by(Delivery.id)
-        .limit(limit)
-        .subquery()
-        for message in messages
-        if message.phone_key_reversed
-    ]
     found: dict[int, list[Delivery]] = {message.id: [] for message in messages}
-    for pairs in _joined(branches):
-        query = (
-            select(pairs.c.message_pk, Delivery)
-            .join(Delivery, Delivery.id == pairs.c.delivery_id)
-            .order_by(pairs.c.message_pk, Delivery.id)
-        )
-        for message_pk, reply in session.execute(query):
-            found[message_pk].append(reply)
+    in_chats = [message for message in messages if message.phone_key_reversed]
+    for message_pk, reply in _per_message(
+        session, in_chats, _replies_statement, _replies_values, limit=limit
+    ):
+        found[message_pk].append(reply)
     return found
+
+
+@cache
+def _replies_statement(count: int) -> Select:
+    # One branch per message, each read from the chat's (key, type, id) index from the
+    # message on and cut at its limit, then joined: a window over every reply in a busy
+    # chat would read them all, for each message.
+    def replies_after(n: int) -> Select:
+        return (
+            select(_message_pk(n), Delivery.id.label("delivery_id"))
+            .where(
+                Delivery.phone_key_reversed == bindparam(f"key_{n}"),
+                Delivery.type == "ReceivedCallback",
+                Delivery.from_me.is_(False),
+                Delivery.id > bindparam(f"after_{n}", type_=Integer),
+            )
+            .order_by(Delivery.id)
+            .limit(bindparam("limit", type_=Integer))
+        )
+
+    pairs = _joined([replies_after(n) for n in range(count)])
+    return (
+        select(pairs.c.message_pk, Delivery)
+        .join(Delivery, Delivery.id == pairs.c.delivery_id)
+        .order_by(pairs.c.message_pk, Delivery.id)
+    )
+
+
+def _replies_values(n: int, message: Message) -> dict:
+    return {
+        f"message_pk_{n}": message.id,
+        f"key_{n}": message.phone_key_reversed,
+        f"after_{n}": message.first_delivery_id,
+    }
 
 
 def states_of(session: Session, deliveries: list[Delivery]) -> dict[int, str]:
