@@ -44,7 +44,8 @@ def page_cost(phone: str, later_sends: int) -> tuple[int, int]:
     store_all([status("READ", 5, i, phone=phone) for i in ids])
     later = []
     for n in range(later_sends):
-        later += [sent(f"{phone}-later-{n}", phone=phone), status("READ", 5, f"{phone}-later-{n}")]
+        later_id = f"{phone}-later-{n}"
+        later += [sent(later_id, phone=phone), status("READ", 5, later_id, phone=phone)]
     for start in range(0, len(later), 500):
         store_all(later[start : start + 500])
     page = [message(i) for i in ids]
