@@ -191,7 +191,7 @@ def set_password(name: str, password_stdin: bool) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 def prune_command(days: int | None, dry_run: bool) -> None:
-    """Delete callbacks older than the retention period, their messages and unseen LIDs."""
+    """Delete what is older than the retention period: callbacks, messages, LIDs, refusals."""
     app = _app()
     if days is None:
         days = app.config["RETENTION_DAYS"]
@@ -212,8 +212,9 @@ def prune_command(days: int | None, dry_run: bool) -> None:
     cutoff = result.cutoff.isoformat(timespec="seconds").replace("+00:00", "Z")
     what = (
         f"{_counted(result.deleted, 'callback')} received before {cutoff}, "
-        f"{_counted(result.messages, 'message')} left without callbacks and "
-        f"{_counted(result.lid_pairs, 'phone-to-LID pair')} not seen since"
+        f"{_counted(result.messages, 'message')} left without callbacks, "
+        f"{_counted(result.lid_pairs, 'phone-to-LID pair')} not seen since and "
+        f"{_counted(result.rejected, 'refused webhook request')} received before then"
     )
     if dry_run:
         click.echo(f"{what} would be deleted (dry run).")

@@ -25,7 +25,7 @@ from . import lids
 from .database import upsert_insert
 from .messages import queries
 from .messages import store as messages
-from .models import Delivery, RejectedRequest, StatusMessageId, UTCDateTime, iso_utc, utcnow
+from .models import Delivery, StatusMessageId, UTCDateTime, iso_utc, utcnow
 from .payloads import Callback
 from .phones import PhoneQuery, display, is_chat_id, reversed_range
 
@@ -107,20 +107,6 @@ def _write_statements(dialect_name: str) -> _WriteStatements:
             table.c.dedup_key.in_(bindparam("keys", expanding=True))
         ),
         insert_status_ids=insert(StatusMessageId.__table__),
-    )
-
-
-def record_rejection(
-    session: Session, status_code: int, reason: str, content_type: str | None, body: bytes
-) -> None:
-    """Keep a refused webhook request so an admin can see what was sent."""
-    session.add(
-        RejectedRequest(
-            status_code=status_code,
-            reason=reason,
-            content_type=(content_type or None) and content_type[:255],
-            body=body,
-        )
     )
 
 

@@ -74,6 +74,12 @@ def scrub(text: str, *secrets: str | None) -> str:
     return pattern.sub(REDACTED, text) if pattern else text
 
 
+def scrub_bytes(data: bytes) -> bytes:
+    """``data`` with ``scrub`` applied to its text; bytes that are no UTF-8 stay as they were."""
+    # surrogateescape carries every undecodable byte through the text and back unchanged.
+    return scrub(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+
+
 def _alternatives(secrets: set[str]) -> re.Pattern | None:
     """One regular expression matching any of ``secrets`` in any of its encodings."""
     forms = [_encoded(secret) for secret in sorted(secrets, key=len, reverse=True)]

@@ -1,5 +1,6 @@
 """Retention: delete callbacks older than the configured number of days, the messages
-left without callbacks, and the phone-to-LID pairs no callback has carried since.
+left without callbacks, the phone-to-LID pairs no callback has carried since, and the
+refused webhook requests older than that (their bodies may hold people's numbers).
 
 Rows go in small batches, each its own write transaction, so the write lock is held for a
 fraction of a second at a time and webhook writes slip in between. A job lease makes one
@@ -16,7 +17,7 @@ from typing import NamedTuple
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import deliveries, leases, lids
+from . import deliveries, leases, lids, rejections
 from .database import Database
 from .logs import database_reason
 from .messages import store
@@ -37,8 +38,8 @@ STOP_TIMEOUT_SECONDS = 5.0
 
 
 class Pruned(NamedTuple):
-    """What a prune did: its cutoff, and how many callbacks, messages and phone-to-LID pairs
-    it deleted (or would, dry).
+    """What a prune did: its cutoff, and how many callbacks, messages, phone-to-LID pairs and
+    refused requests it deleted (or would, dry).
 
     ``finished`` is False when it stopped early: asked to stop, or its lease was lost.
     """
@@ -48,6 +49,7 @@ class Pruned(NamedTuple):
     finished: bool
     messages: int = 0
     lid_pairs: int = 0
+    rejected: int = 0
 
 
 def holder_name() -> str:
@@ -66,7 +68,8 @@ def prune(
     stop: threading.Event | None = None,
 ) -> Pruned | None:
     """Delete callbacks received more than ``days`` ago, the messages they leave without
-    callbacks and the phone-to-LID pairs unseen since; None if another process has the job.
+    callbacks, the phone-to-LID pairs unseen since and the refused requests received
+    before then; None if another process has the job.
 
     ``days`` 0 keeps everything. With ``run_every``, nothing happens unless the last
     finished prune is at least that old. A dry run only counts, and takes no lease.
@@ -83,6 +86,7 @@ def prune(
                 True,
                 messages=store.count_prunable(session, cutoff),
                 lid_pairs=lids.count_unseen_since(session, cutoff),
+                rejected=rejections.count_older_than(session, cutoff),
             )
     holder = holder or holder_name()
     stop = stop or threading.Event()
@@ -90,7 +94,7 @@ def prune(
         finished_before = now - run_every if run_every else None
         if not leases.acquire(session, LEASE_NAME, holder, now, LEASE_DURATION, finished_before):
             return None
-    callbacks = messages = lid_pairs = 0
+    callbacks = messages = lid_pairs = rejected = 0
     finished = False
     try:
         while not stop.is_set():
@@ -103,18 +107,22 @@ def prune(
                 # After the callbacks: this batch's deletions leave some messages without any.
                 batch_messages = store.prune_batch(session, batch_size)
                 batch_pairs = lids.prune_batch(session, cutoff, batch_size)
+                batch_rejected = rejections.prune_batch(session, cutoff, batch_size)
             callbacks += batch_callbacks
             messages += batch_messages
             lid_pairs += batch_pairs
+            rejected += batch_rejected
             # Done when every kind ran short; a full batch of any kind may have more behind it.
-            if max(batch_callbacks, batch_messages, batch_pairs) < batch_size:
+            if max(batch_callbacks, batch_messages, batch_pairs, batch_rejected) < batch_size:
                 finished = True
                 break
             stop.wait(PAUSE_SECONDS)
     finally:
         with database.writing() as session:
             leases.release(session, LEASE_NAME, holder, utcnow() if finished else None)
-    return Pruned(cutoff, callbacks, finished, messages=messages, lid_pairs=lid_pairs)
+    return Pruned(
+        cutoff, callbacks, finished, messages=messages, lid_pairs=lid_pairs, rejected=rejected
+    )
 
 
 class Pruner:
@@ -158,12 +166,14 @@ class Pruner:
         if result is not None:
             self._log.info(
                 "Pruned %d callback(s) received before %s (pid %d), %d message(s) left without"
-                " callbacks and %d phone-to-LID pair(s) not seen since%s.",
+                " callbacks, %d phone-to-LID pair(s) not seen since and %d refused webhook"
+                " request(s) received before then%s.",
                 result.deleted,
                 result.cutoff.isoformat(timespec="seconds"),
                 os.getpid(),
                 result.messages,
                 result.lid_pairs,
+                result.rejected,
                 "" if result.finished else "; stopped early, the rest goes next time",
             )
         return result

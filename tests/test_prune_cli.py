@@ -5,11 +5,11 @@ import subprocess
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from dashboard import leases, retention
+from dashboard import leases, rejections, retention
 from dashboard.extensions import db
-from dashboard.models import Delivery, Message, PhoneLid, utcnow
+from dashboard.models import Delivery, Message, PhoneLid, RejectedRequest, utcnow
 
 from .support import POSTGRES_URL, SEED, cli_command, store_all
 
@@ -36,6 +36,26 @@ LID_PAIR = {
     "senderLid": "81896604192873@lid",
     "fromMe": False,
 }
+
+
+def refuse(days: list[int]) -> None:
+    """One refused webhook request per entry of ``days``, received that many days ago."""
+    with db.writing() as session:
+        for age in days:
+            rejections.record(session, 400, "No type.", "application/json", b"{}", keep=65536)
+            session.flush()
+            session.execute(
+                update(RejectedRequest)
+                .where(RejectedRequest.id == select(func.max(RejectedRequest.id)).scalar_subquery())
+                .values(received_at=utcnow() - timedelta(days=age))
+            )
+
+
+def refused_ages() -> list[int]:
+    """How many days ago each kept refused request arrived, oldest first."""
+    with db.reading() as session:
+        times = session.scalars(select(RejectedRequest.received_at).order_by(RejectedRequest.id))
+        return [(utcnow() - at).days for at in times]
 
 
 def message_ids() -> list[str]:
@@ -72,7 +92,8 @@ def test_prune_deletes_callbacks_older_than_the_configured_days(any_db_app):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Deleted 2 callbacks received before ")
     assert result.stdout.endswith(
-        ", 2 messages left without callbacks and 0 phone-to-LID pairs not seen since.\n"
+        ", 2 messages left without callbacks, 0 phone-to-LID pairs not seen since and"
+        " 0 refused webhook requests received before then.\n"
     )
     assert stored_ids() == ids[2:]
     assert message_ids() == ["M2", "M3"]
@@ -91,23 +112,27 @@ def test_days_override_the_configuration(app):
 def test_a_dry_run_counts_and_deletes_nothing(app):
     ids = seed([200, 95, 1])
     store_all([LID_PAIR])
+    refuse(days=[120, 2])
     with db.writing() as session:
         session.execute(update(PhoneLid).values(seen_at=utcnow() - timedelta(days=91)))
     result = prune(app, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("2 callbacks received before ")
     assert result.stdout.endswith(
-        ", 2 messages left without callbacks and 1 phone-to-LID pair not seen since"
-        " would be deleted (dry run).\n"
+        ", 2 messages left without callbacks, 1 phone-to-LID pair not seen since and"
+        " 1 refused webhook request received before then would be deleted (dry run).\n"
     )
     assert stored_ids()[:3] == ids
     assert message_ids() == ["M0", "M1", "M2"]
+    assert refused_ages() == [120, 2]
     # What it counted is what the prune then deletes.
     done = prune(app)
     assert done.stdout.startswith("Deleted 2 callbacks received before ")
     assert done.stdout.endswith(
-        ", 2 messages left without callbacks and 1 phone-to-LID pair not seen since.\n"
+        ", 2 messages left without callbacks, 1 phone-to-LID pair not seen since and"
+        " 1 refused webhook request received before then.\n"
     )
+    assert refused_ages() == [2]
 
 
 def test_zero_days_means_retention_is_off(app):

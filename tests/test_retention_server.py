@@ -17,7 +17,8 @@ from .support import SEED, start_server, stop_server, store_all, wait_until
 CHECK_SECONDS = 0.2
 PRUNED = re.compile(
     r"Pruned (\d+) callback\(s\) received before \S+ \(pid (\d+)\), (\d+) message\(s\) left"
-    r" without callbacks and (\d+) phone-to-LID pair\(s\) not seen since\."
+    r" without callbacks, (\d+) phone-to-LID pair\(s\) not seen since and (\d+) refused"
+    r" webhook request\(s\) received before then\."
 )
 
 
@@ -55,8 +56,8 @@ def test_one_of_two_workers_prunes_once_a_day(app):
         wait_until(lambda: stored() == 1, message="the server to prune the old callbacks")
         wait_until(lambda: PRUNED.search(server.log()), message="the prune to be logged")
         workers = set(re.findall(r"Booting worker with pid: (\d+)", server.log()))
-        ((deleted, pid, messages, pairs),) = PRUNED.findall(server.log())
-        assert (deleted, messages, pairs) == ("3", "3", "0")
+        ((deleted, pid, messages, pairs, refused),) = PRUNED.findall(server.log())
+        assert (deleted, messages, pairs, refused) == ("3", "3", "0", "0")
         assert pid in workers
         with db.reading() as session:
             assert f":{pid}:" in leases.get(session, retention.LEASE_NAME).holder

@@ -5,7 +5,7 @@ from sqlalchemy import func, select
 
 from dashboard import deliveries
 from dashboard.extensions import callback_writer, db
-from dashboard.models import Delivery, RejectedRequest, StatusMessageId
+from dashboard.models import Delivery, StatusMessageId
 from dashboard.payloads import parse
 
 from .support import FAILED, SEED, STATUS, store, store_all
@@ -74,14 +74,6 @@ def test_other_callback_types_are_stored_raw(app):
         moments = session.scalars(select(Delivery.momment)).all()
     assert types == ["ReceivedCallback", "ConnectedCallback", "SomethingNew"]
     assert moments == [1580163342000] * 3
-
-
-def test_rejections_are_kept_with_their_body(app):
-    with db.writing() as session:
-        deliveries.record_rejection(session, 400, "bad", "application/json", b"{oops")
-    with db.reading() as session:
-        rejected = session.scalars(select(RejectedRequest)).one()
-    assert (rejected.status_code, rejected.reason, rejected.body) == (400, "bad", b"{oops")
 
 
 def test_last_received_at_follows_the_newest_row(app):

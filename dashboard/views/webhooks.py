@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import ClientDisconnected
 
-from .. import deliveries, disk, metrics, payloads
+from .. import disk, metrics, payloads, rejections
 from ..errors import json_error
 from ..extensions import callback_writer, db
 from ..logs import database_reason
@@ -67,7 +67,7 @@ def receive(token: str):
     if isinstance(body, Response):  # the body could not be read whole; this says why
         return body
     if len(body) > limit:
-        return _too_large(limit, body[:limit])
+        return _too_large(limit, body)
     if not request.is_json:
         return _reject(
             415,
@@ -170,7 +170,14 @@ def _reject(status: int, reason: str, body: bytes):
     metrics.count_rejection(status)
     try:
         with db.writing() as session:
-            deliveries.record_rejection(session, status, reason, request.content_type, body)
+            rejections.record(
+                session,
+                status,
+                reason,
+                request.content_type,
+                body,
+                keep=current_app.config["MAX_WEBHOOK_BODY"],
+            )
     except Exception as exc:
         # The sender still deserves its precise answer when the log cannot be written.
         log.warning("Could not log a rejected webhook request: %s", database_reason(exc))
