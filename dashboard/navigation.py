@@ -24,6 +24,7 @@ SECTIONS = (
     NavItem("search.index", _l("Search"), False),
     NavItem("settings.index", _l("Settings"), True),
     NavItem("users.index", _l("Users"), True),
+    NavItem("refused.index", _l("Refused"), True),
 )
 
 

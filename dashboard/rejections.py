@@ -40,3 +40,21 @@ def prune_batch(session: Session, cutoff: datetime, size: int) -> int:
     old = select(RejectedRequest.id).where(RejectedRequest.received_at < cutoff).limit(size)
     forgotten = delete(RejectedRequest).where(RejectedRequest.id.in_(old))
     return session.execute(forgotten.execution_options(synchronize_session=False)).rowcount
+
+
+def newest(session: Session, before: int | None, size: int) -> list[RejectedRequest]:
+    """Up to ``size`` refused requests, newest first, those below id ``before`` if given."""
+    query = select(RejectedRequest).order_by(RejectedRequest.id.desc()).limit(size)
+    if before is not None:
+        query = query.where(RejectedRequest.id < before)
+    return list(session.scalars(query))
+
+
+def preview(body: bytes | None, characters: int) -> tuple[str, bool]:
+    """The start of ``body`` as text for a page, and whether there is more of it.
+
+    Bytes that are no UTF-8 show as U+FFFD: the page is for reading; the exact bytes are
+    a download.
+    """
+    text = (body or b"").decode("utf-8", "replace")
+    return text[:characters], len(text) > characters

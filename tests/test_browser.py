@@ -1,6 +1,7 @@
 """End to end in headless Chromium (Playwright) against a real `zapi-dashboard serve`."""
 
 import re
+from pathlib import Path
 
 import pytest
 import requests
@@ -203,6 +204,31 @@ def test_admin_manages_an_account_on_the_users_page(server, admin, visitor):
     viewer.sign_in(vera_again)
 
 
+def test_an_admin_finds_a_refused_webhook_request_from_the_navigation(server, admin, visitor):
+    token = server.webhook_url.rsplit("/", 1)[1]
+    refused = requests.post(
+        server.webhook_url,
+        data=f'{{"type": "DeliveryCallback", "phone": "5544999999999", "echo": "{token}"',
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert refused.status_code == 400
+    me = visitor(server.base_url)
+    me.sign_in(admin)
+    me.nav.get_by_role("link", name="Refused", exact=True).click()
+    expect(me.main.get_by_role("heading", level=1)).to_have_text("Refused webhook requests")
+    row = me.main.locator("tbody tr").first
+    expect(row).to_contain_text(refused.json()["error"])
+    expect(row.locator("pre")).to_have_text(
+        '{"type": "DeliveryCallback", "phone": "5544999999999", "echo": "<secret>"'
+    )
+    with me.page.expect_download() as download:
+        row.get_by_role("link", name="Download the exact bytes").click()
+    assert download.value.suggested_filename.startswith("refused-")
+    assert token.encode() not in Path(download.value.path()).read_bytes()
+    me.assert_clean()
+
+
 @pytest.mark.parametrize(
     ("locale", "lang", "sign_in"), [("pt-BR", "pt-BR", "Entrar"), ("en-US", "en", "Sign in")]
 )
@@ -219,7 +245,7 @@ def test_pages_have_no_csp_violation_and_no_console_error(server, admin, visitor
     me = visitor(server.base_url)
     me.open("/login")
     me.sign_in(admin)
-    for path in ("/", "/users", "/account"):
+    for path in ("/", "/users", "/refused", "/account"):
         me.open(path)
         # The stylesheet loaded under style-src 'self' (the browser's default margin is 8px).
         margin = me.page.evaluate("getComputedStyle(document.body).marginTop")

@@ -169,6 +169,23 @@ def test_users_fit_a_phone_as_cards(phone, phone_data):
     expect(row.locator("td").nth(3).locator("time")).to_be_visible()
 
 
+def test_refused_requests_fit_a_phone_as_cards(phone, display_server):
+    unbroken = "x" * 300  # one word longer than the screen is wide
+    body = f'{{"type": "DeliveryCallback", "note": "{unbroken}"'
+    response = requests.post(
+        display_server.webhook_url,
+        data=body,
+        headers={"Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 400
+    phone.open("/refused")
+    phone.assert_fits_the_width()
+    row = phone.main.locator("tbody tr").filter(has_text=unbroken)
+    expect(row.locator("td").first).to_have_css("display", "block")
+    expect(row.locator("pre")).to_be_visible()
+
+
 def test_the_account_page_with_a_token_fits_a_phone(phone):
     phone.open("/account")
     form = phone.form_with_button("Create token")
