@@ -6,6 +6,7 @@ from flask import Flask, request
 from flask_babel import Babel, format_datetime, format_decimal
 from flask_login import current_user
 from markupsafe import Markup
+from werkzeug.datastructures import LanguageAccept
 
 from . import labels
 from .models import iso_utc
@@ -16,15 +17,21 @@ LANGUAGES = ("pt_BR", "en")
 TRANSLATIONS_DIR = PACKAGE_DIR / "translations"
 
 
+# Browsers send "pt-BR" or "pt"; both spellings of ours are offered.
+_OFFERED = {"pt-BR": "pt_BR", "pt": "pt_BR", "en": "en"}
+
+
 def select_language() -> str:
     """The user's chosen language, else the browser's best match, else Portuguese."""
     chosen = getattr(current_user, "language", None)
     if chosen in LANGUAGES:
         return chosen
-    # Browsers send "pt-BR" or "pt"; offer both spellings of ours.
-    offered = {"pt-BR": "pt_BR", "pt": "pt_BR", "en": "en"}
-    best = request.accept_languages.best_match(offered)
-    return offered.get(best, DEFAULT_LANGUAGE)
+    return language_for(request.accept_languages)
+
+
+def language_for(accepted: LanguageAccept) -> str:
+    """Our language that best matches an ``Accept-Language``, else Portuguese."""
+    return _OFFERED.get(accepted.best_match(_OFFERED), DEFAULT_LANGUAGE)
 
 
 def init(app: Flask, babel: Babel) -> None:

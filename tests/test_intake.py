@@ -102,3 +102,22 @@ def test_a_small_request_is_whole_however_many_pipelined_ones_follow_it(request_
     reading = reading_of(burst)
     assert reading.step is Step.WHOLE
     assert reading.declared == 5
+
+
+@pytest.mark.parametrize(
+    ("pieces", "value"),
+    [
+        ((POST + b"Accept-Language: en\r\nContent-Length: 5\r\n\r\nab",), b"en"),
+        ((POST + b"accept-language:  pt-BR, en;q=0.5 \r\n",), b"pt-BR, en;q=0.5"),
+        ((POST + b"Accept-Lang", b"uage: en\r\nX: y"), b"en"),
+        # A line still being sent, or a header inside the body, is no header.
+        ((POST + b"Accept-Language: e",), None),
+        ((POST + b"Content-Length: 20\r\n\r\nAccept-Language: en\r\n",), None),
+        ((POST + b"\r\n",), None),
+    ],
+)
+def test_a_header_is_read_from_the_lines_of_the_head_that_arrived(pieces, value):
+    intake = Intake(LIMIT)
+    for piece in pieces:
+        intake.feed(piece)
+    assert intake.header(b"accept-language") == value

@@ -9,6 +9,7 @@ import requests
 
 from .support import (
     SEED,
+    TOKEN,
     port_of,
     query,
     read_until_closed,
@@ -117,6 +118,34 @@ def test_a_request_not_whole_in_time_is_a_408_and_closed(impatient_server):
     status_line, _, body = answer.partition(b"\r\n\r\n")
     assert status_line.startswith(b"HTTP/1.1 408 ")
     assert json.loads(body) == {"error": "The request did not arrive whole in time; send it again."}
+
+
+@pytest.mark.parametrize(
+    ("head", "message"),
+    [
+        # No language asked for: the product's own, as on every page and answer.
+        ("Content-Length: 50", "A requisição não chegou inteira a tempo; envie-a de novo."),
+        ("Accept-Language: pt-BR\r\nContent-Length: 50", "A requisição não chegou"),
+        ("Accept-Language: de, en;q=0.8\r\nContent-Length: 50", "The request did not arrive"),
+    ],
+)
+def test_the_408_is_in_the_language_the_request_asked_for(impatient_server, head, message):
+    partial = f"POST /webhooks/{TOKEN} HTTP/1.1\r\nHost: x\r\n{head}\r\n\r\n{{}}"
+    with connect(impatient_server) as connection:
+        connection.sendall(partial.encode())
+        answer = read_until_closed(connection)
+    status_line, _, body = answer.partition(b"\r\n\r\n")
+    assert status_line.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body)["error"].startswith(message)
+
+
+def test_a_head_cut_short_still_answers_in_the_language_it_asked_for(impatient_server):
+    with connect(impatient_server) as connection:
+        connection.sendall(f"POST /webhooks/{TOKEN} HTTP/1.1\r\nAccept-Language: en\r\nHo".encode())
+        answer = read_until_closed(connection)
+    assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {
+        "error": "The request did not arrive whole in time; send it again."
+    }
 
 
 def test_a_connection_that_sends_nothing_is_closed_without_an_answer(impatient_server):

@@ -81,6 +81,17 @@ class Intake:
             return Reading(Step.CONTINUE, reading.declared)
         return reading
 
+    def header(self, name: bytes) -> bytes | None:
+        """The value of the head's first header called ``name`` (lower case) received whole."""
+        end = self._body_start if self._body_start is not None else len(self.buffered)
+        # Only lines that ended: a value cut short by a stalled client is no value.
+        lines = bytes(self.buffered[:end]).split(b"\r\n")[1:-1]
+        for line in lines:
+            field, _, value = line.partition(b":")
+            if field.strip().lower() == name:
+                return value.strip()
+        return None
+
     def _body_reading(self) -> Reading:
         framing, received = self._framing, len(self.buffered) - self._body_start
         if framing.unclear:

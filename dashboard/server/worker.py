@@ -9,6 +9,7 @@ whole), and only then gives it to a thread, whose parser finds every byte alread
 """
 
 import contextlib
+import json
 import selectors
 import socket
 import threading
@@ -16,21 +17,21 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
+from flask_babel import force_locale, gettext
 from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, TConn, ThreadWorker
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 from ..config import DEFAULTS
+from ..i18n import DEFAULT_LANGUAGE, LANGUAGES, language_for
+from ..translatable import N_
 from .environ import DECLARED_BODY, KEEP_CONNECTION
 from .intake import Intake, Step
 
 # Read from a connection at once, as gunicorn's own parser does for a request's head.
 RECV_BYTES = 65536
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_TIMED_OUT_MESSAGE = b'{"error": "The request did not arrive whole in time; send it again."}'
-TIMED_OUT = (
-    b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
-    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
-    % (len(_TIMED_OUT_MESSAGE), _TIMED_OUT_MESSAGE)
-)
+TIMED_OUT_MESSAGE = N_("The request did not arrive whole in time; send it again.")
 # How often deadlines are looked at: a 408 comes at most this late.
 SCAN_SECONDS = 0.25
 # How long a stopping worker waits for its live sockets to close (each client has 2 s to
@@ -76,6 +77,7 @@ class DashboardWorker(ThreadWorker):
         config = {**DEFAULTS, **self.flask_app.config}
         self._body_limit = config["MAX_WEBHOOK_BODY"]
         self._request_seconds = config["REQUEST_SECONDS"]
+        self._timed_out = _timed_out_answers(self.flask_app)
         self.wsgi = partial(_serve_with_environ, self.flask_app)
 
     def handle_exit(self, sig, frame):
@@ -211,7 +213,13 @@ class DashboardWorker(ThreadWorker):
                     waiting.deadline = min(waiting.deadline, now + STOP_KEEPALIVE_LINGER)
         for conn, waiting in list(self._waiting.items()):
             if waiting.deadline <= now:
-                self._drop(conn, TIMED_OUT)
+                self._drop(conn, self._timed_out_answer(waiting.intake))
+
+    def _timed_out_answer(self, intake: Intake) -> bytes:
+        """The 408, in the language the client's head asked for, as the app would choose."""
+        asked = intake.header(b"accept-language")
+        accepted = parse_accept_header(asked.decode("latin-1") if asked else None, LanguageAccept)
+        return self._timed_out.get(language_for(accepted), self._timed_out[DEFAULT_LANGUAGE])
 
     # --- in a pool thread ------------------------------------------------------------------
 
@@ -253,3 +261,24 @@ def _stop_reading(sock: socket.socket) -> None:
     # the poller, which serves every connection, must not fail with it.
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RD)
+
+
+def _timed_out_answers(app) -> dict[str, bytes]:
+    """The whole 408 answer in each language, written once: no app runs for it."""
+    answers = {}
+    for language in LANGUAGES:
+        message = _translated(app, TIMED_OUT_MESSAGE, language)
+        body = json.dumps({"error": message}).encode()
+        answers[language] = (
+            b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+        )
+    return answers
+
+
+def _translated(app, message: str, language: str) -> str:
+    # A bare app (a benchmark's) has no catalogs: its clients get the English text.
+    if "babel" not in app.extensions:
+        return message
+    with app.app_context(), force_locale(language):
+        return gettext(message)
