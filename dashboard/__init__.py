@@ -27,7 +27,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     disk.init(app, db.engine)
     for logger in (app.logger, logging.getLogger("werkzeug")):
         logs.protect(logger)
-    security.init(app)
+    security.init(app, sessionless_prefix=views.webhooks.PATH_PREFIX)
     csrf.init_app(app)
     csrf.exempt(views.webhooks.bp)  # Z-API authenticates with the secret in the URL
     auth.init(app)

@@ -31,6 +31,14 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "frame-ancestors 'none'",
     ]
 )
+# Every response carries these, unless a view set its own.
+SECURITY_HEADERS = (
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "same-origin"),
+    ("X-Frame-Options", "DENY"),
+)
+HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")  # https only
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 # Headers a reverse proxy adds to name its client; on a request they reach untrusted, the
 # real client is unknown.
@@ -42,7 +50,13 @@ log = logging.getLogger(__name__)
 
 
 class PerRequestSecureSessions(SecureCookieSessionInterface):
-    """Session cookies marked Secure whenever the request itself came over https."""
+    """Session cookies marked Secure whenever the request itself came over https.
+
+    Requests under ``sessionless_prefix`` (the webhook's) get no session at all.
+    """
+
+    def __init__(self, sessionless_prefix: str) -> None:
+        self.sessionless_prefix = sessionless_prefix
 
     def get_cookie_secure(self, app: Flask) -> bool:
         """Secure on https, so a first trial over plain http on a LAN still signs in."""
@@ -51,7 +65,8 @@ class PerRequestSecureSessions(SecureCookieSessionInterface):
     def open_session(self, app: Flask, request: Request):
         """The session of a page request; none for Z-API's webhook calls, which never sign in."""
         # The webhook is the hot path: no cookie to verify, no signer to build, none to set.
-        if request.blueprint == "webhooks":
+        # Flask opens the session before it matches the URL, so the path is what tells.
+        if request.path.startswith(self.sessionless_prefix):
             return self.null_session_class()
         return super().open_session(app, request)
 
@@ -115,15 +130,18 @@ def _scrub_stored_changes() -> None:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def init(app: Flask) -> None:
-    """Install proxy trust, cookie settings and the headers every response carries."""
+def init(app: Flask, sessionless_prefix: str) -> None:
+    """Install proxy trust, cookie settings and the headers every response carries.
+
+    Requests whose path starts with ``sessionless_prefix`` never open a session.
+    """
     keep_secrets(app)
     proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
     if proxies:
         app.wsgi_app = ProxyFix(
             app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies
         )
-    app.session_interface = PerRequestSecureSessions()
+    app.session_interface = PerRequestSecureSessions(sessionless_prefix)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     app.after_request(_add_security_headers)
     app.context_processor(lambda: {"connection_is_private": connection_is_private()})
@@ -131,10 +149,11 @@ def init(app: Flask) -> None:
 
 def _add_security_headers(response):
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("X-Frame-Options", "DENY")
-    if request.is_secure:
-        headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    # One pass over the few headers a response has: werkzeug's lookup of a missing header
+    # raises (and builds) an HTTP exception, four times a response on the webhook's path.
+    present = {name.lower() for name, _value in headers.items()}
+    extra = (*SECURITY_HEADERS, HSTS) if request.is_secure else SECURITY_HEADERS
+    for name, value in extra:
+        if name.lower() not in present:
+            headers.add(name, value)
     return response

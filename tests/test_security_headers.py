@@ -5,7 +5,7 @@ import pytest
 from dashboard import create_app
 from dashboard.extensions import db
 
-from .support import make_user
+from .support import SEED, make_user, post_json
 
 PAGES = ("/login", "/healthz", "/static/style.css", "/nowhere")
 
@@ -92,3 +92,19 @@ def test_no_inline_script_or_style_in_pages(admin_client):
     for path in ("/", "/users", "/account", "/nowhere"):
         text = admin_client.get(path).get_data(as_text=True)
         assert "<script>" not in text and "style=" not in text and "onclick" not in text
+
+
+def test_the_webhook_opens_no_session_and_pages_do(app, client, webhook_path, monkeypatch):
+    # Flask opens the session before it matches the URL: the path alone must tell.
+    signers = []
+    interface = type(app.session_interface)
+    build = interface.get_signing_serializer
+    monkeypatch.setattr(
+        interface, "get_signing_serializer", lambda self, app: signers.append(1) or build(self, app)
+    )
+    assert post_json(client, webhook_path, SEED).status_code == 200
+    assert signers == []
+    assert "Set-Cookie" not in client.post(webhook_path, data="{").headers
+    assert signers == []
+    client.get("/login")
+    assert signers

@@ -17,6 +17,8 @@ from ..translatable import N_
 from ..writer import StorageUnavailable
 
 bp = Blueprint("webhooks", __name__)
+# Where every webhook URL starts; what follows is the secret token.
+PATH_PREFIX = "/webhooks/"
 log = logging.getLogger(__name__)
 
 # Python's json module says what is wrong with a body in English. Each thing it says, by
@@ -46,7 +48,7 @@ _JSON_KINDS = {
 }
 
 
-@bp.post("/webhooks/<token>", provide_automatic_options=False)
+@bp.post(PATH_PREFIX + "<token>", provide_automatic_options=False)
 @metrics.timed_webhook
 def receive(token: str):
     """Store one callback and answer only once it is committed."""
