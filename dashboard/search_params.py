@@ -187,7 +187,7 @@ def _cursor(args: Mapping[str, str], name: str) -> int | None:
     value = _text(args, name)
     if not value:
         return None
-    if not _is_number(value) or int(value) > MAX_ROW_ID:
+    if not is_row_id(value):
         raise BadParameter(name, N_("Use a callback id: a whole number of 0 or more."))
     return int(value)
 
@@ -199,6 +199,11 @@ def _limit(args: Mapping[str, str]) -> int:
     if not _is_number(value) or not 1 <= int(value) <= MAX_LIMIT:
         raise BadParameter("limit", N_("Use a whole number from 1 to %(max)d."), max=MAX_LIMIT)
     return int(value)
+
+
+def is_row_id(value: str) -> bool:
+    """Whether ``value`` is written as a row id: ASCII digits, at most the largest id."""
+    return _is_number(value) and int(value) <= MAX_ROW_ID
 
 
 def _is_number(value: str) -> bool:

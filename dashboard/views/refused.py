@@ -6,7 +6,8 @@ from flask_babel import gettext as _
 from .. import rejections
 from ..accounts.login import admin_required
 from ..extensions import db
-from ..models import MAX_ROW_ID, RejectedRequest
+from ..models import RejectedRequest
+from ..search_params import is_row_id
 
 bp = Blueprint("refused", __name__, url_prefix="/refused")
 
@@ -20,7 +21,7 @@ PREVIEW_CHARACTERS = 2000
 def index():
     """The newest refused requests, a page at a time, each with the start of its body."""
     raw_before = request.args.get("before", "").strip()
-    if raw_before and not _is_row_id(raw_before):
+    if raw_before and not is_row_id(raw_before):
         message = _("“Older than” must be the number of a refused request, as the links give.")
         return _page(rows=[], older=None, paged=True, problem=message), 400
     before = int(raw_before) if raw_before else None
@@ -50,7 +51,3 @@ def body(request_id: int):
 def _page(**shown):
     days = current_app.config["RETENTION_DAYS"]
     return render_template("refused.html", retention_days=days, **shown)
-
-
-def _is_row_id(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 10 and int(text) <= MAX_ROW_ID
