@@ -35,6 +35,11 @@ def count_older_than(session: Session, cutoff: datetime) -> int:
     return session.scalar(select(func.count()).where(RejectedRequest.received_at < cutoff))
 
 
+def count_since(session: Session, since: datetime) -> int:
+    """How many requests were refused at or after ``since``."""
+    return session.scalar(select(func.count()).where(RejectedRequest.received_at >= since))
+
+
 def prune_batch(session: Session, cutoff: datetime, size: int) -> int:
     """Delete up to ``size`` refused requests received before ``cutoff``; return how many."""
     old = select(RejectedRequest.id).where(RejectedRequest.received_at < cutoff).limit(size)

@@ -2,13 +2,16 @@
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select, update
 
 from dashboard import rejections
 from dashboard.extensions import db
+from dashboard.models import RejectedRequest, utcnow
 from dashboard.views.refused import PAGE_SIZE, PREVIEW_CHARACTERS
 
 from .support import english_client, signed_in_client
@@ -119,3 +122,21 @@ def test_any_kept_body_renders_and_downloads_as_it_was_kept(app, admin, body, co
     assert page.status_code == 200
     newest = row_ids(page.text)[0]
     assert admin.get(f"/refused/{newest}/body").data == body
+
+
+def test_the_settings_page_tells_of_the_days_refusals_and_links_to_them(app, admin):
+    assert "data-refused-recently" not in admin.get("/settings").text
+    keep(b"{}", b"[]")
+    keep(b"old")
+    with db.writing() as session:
+        oldest = min(session.scalars(select(RejectedRequest.id)))
+        session.execute(
+            update(RejectedRequest)
+            .where(RejectedRequest.id == oldest)
+            .values(received_at=utcnow() - timedelta(hours=25))
+        )
+    page = html.unescape(admin.get("/settings").text)
+    assert "2 webhook requests were refused in the last 24 hours" in page
+    assert '<a href="/refused">See why</a>' in page
+    admin.environ_base["HTTP_ACCEPT_LANGUAGE"] = "pt-BR"
+    assert "2 requisições de webhook foram recusadas" in admin.get("/settings").text

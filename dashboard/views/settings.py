@@ -1,5 +1,7 @@
 """The admins' Z-API settings page: store, apply, check and test the webhook."""
 
+from datetime import timedelta
+
 from flask import (
     Blueprint,
     abort,
@@ -14,10 +16,11 @@ from flask import (
 from flask_babel import gettext as _
 from flask_login import current_user
 
-from .. import deliveries
+from .. import deliveries, rejections
 from ..accounts.login import admin_required
 from ..extensions import db, vault
 from ..forms import EmptyForm, SettingsForm
+from ..models import utcnow
 from ..settings import selftest
 from ..settings import store as settings
 from ..settings import webhooks as webhook_setup
@@ -26,6 +29,8 @@ from ..zapi import ZapiClient, ZapiError
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 ACTIONS = ("save", "apply")
+# The refused webhook requests the page tells of: those of the last day.
+REFUSALS_WINDOW = timedelta(hours=24)
 
 
 @bp.route("", methods=["GET", "POST"])
@@ -259,6 +264,9 @@ def _page(form, stored):
     with db.reading() as transaction:
         changes = settings.recent_changes(transaction)
         last = deliveries.last_received_at(transaction)
+        # A sender (Z-API or another) whose bodies are refused loses those callbacks: the
+        # page where webhooks are set up says so.
+        refused = rejections.count_since(transaction, utcnow() - REFUSALS_WINDOW)
     return render_template(
         "settings.html",
         form=form,
@@ -267,5 +275,6 @@ def _page(form, stored):
         changes=changes,
         last_callback_at=last,
         last_callback_age=settings.seconds_since(last),
+        refused_recently=refused,
         button_form=EmptyForm(),
     )
